@@ -1,0 +1,1 @@
+"""Analysis: run directories -> pandas frames -> metrics, plots and reports."""

@@ -1,0 +1,166 @@
+"""The `fstq-sim` command line: validate and run scenarios, inspect traces.
+
+User errors (`SimulatorError`) are printed as one clear message without a traceback, exit 2.
+An interrupted run keeps every finished round; `fstq-sim run --resume OUT` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from simulator.errors import SimulatorError
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from simulator.engine import build_world
+    from simulator.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, args.set)
+    build_world(scenario, str(args.scenario))  # loads every trace: bad files fail here too
+    arms = ", ".join(m.name for m in scenario.methods)
+    print(
+        f"{args.scenario}: OK: {scenario.population.clients} clients, "
+        f"{scenario.population.per_round} per round, {scenario.server.rounds} rounds, "
+        f"{scenario.training.mode} training, arms: {arms}"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from simulator.experiment import load_resumable, prepare_out, run_scenario
+    from simulator.scenario import load_scenario
+
+    if args.resume:
+        out = Path(args.resume)
+        if args.scenario or args.set or args.seed is not None:
+            raise SimulatorError(
+                "--resume OUT takes its scenario from OUT; give no FILE, --set or --seed"
+            )
+        scenario = load_resumable(out)
+        source = str(out / "scenario.json")
+    else:
+        if not args.scenario:
+            raise SimulatorError("give a scenario FILE (or --resume OUT)")
+        overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+        scenario = load_scenario(args.scenario, overrides)
+        out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
+        prepare_out(out, Path(args.scenario), scenario, args.force)
+        source = str(args.scenario)
+    arms = args.arms.split(",") if args.arms else None
+    unknown = sorted(set(arms or []) - {m.name for m in scenario.methods})
+    if unknown:
+        raise SimulatorError(f"--arms: unknown arm(s) {', '.join(unknown)}")
+    try:
+        folders = run_scenario(
+            scenario,
+            out,
+            resume=bool(args.resume),
+            arms=arms,
+            progress=not args.quiet,
+            source=source,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; finished rounds are kept. Continue with: fstq-sim run --resume {out}",
+            file=sys.stderr,
+        )
+        return 130
+    for folder in folders:
+        print(f"wrote {folder}")
+    return 0
+
+
+def _cmd_trace_stats(args: argparse.Namespace) -> int:
+    from simulator.network.traces import format_stats, load_trace, trace_stats
+    from simulator.scenario import parse_override
+
+    options = dict(parse_override(o) for o in args.option)
+    for path in args.paths:
+        trace = load_trace(path, format=args.format, **options)
+        print(f"{path} ({args.format})")
+        print(format_stats(trace_stats(trace)))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from analysis.plots import quality_vs_time
+
+    for run in args.runs:
+        out = Path(args.out) if args.out else Path(run) / "quality_vs_time.png"
+        print(f"wrote {quality_vs_time(run, out, args.metric)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="fstq-sim", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a scenario file (and its traces) without running")
+    p.add_argument("scenario")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run every arm of a scenario into a run directory")
+    p.add_argument("scenario", nargs="?")
+    p.add_argument("--out", help="run directory (default runs/<name>-seed<seed>)")
+    p.add_argument("--seed", type=int, help="root seed (overrides the scenario's)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key, e.g. --set server.rounds=10",
+    )
+    p.add_argument("--arms", help="comma-separated arm names to run (default all)")
+    p.add_argument("--resume", metavar="OUT", help="continue an interrupted run directory")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("plot", help="quality vs simulated wall-clock of a run directory")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", help="PNG path (default RUN/quality_vs_time.png)")
+    p.add_argument("--metric", help="metric to plot (default the first evaluated)")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("traces", help="bandwidth trace tools")
+    tsub = p.add_subparsers(dest="traces_command", required=True)
+    s = tsub.add_parser("stats", help="mean/median/p10/p90 and duration of trace files")
+    s.add_argument("paths", nargs="+")
+    s.add_argument(
+        "--format", default="mahimahi", choices=["mahimahi", "pensieve", "csv", "5gophers"]
+    )
+    s.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reader option, e.g. --option rate_unit=Mbps",
+    )
+    s.set_defaults(func=_cmd_trace_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except SimulatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Devices: classes, per-client compute speed, energy, and availability over time.
+
+Training speed is sustained training FLOP/s (F_eff_train in ../shared/reference/device-speeds.md
+§3). A class gives a [p10, p90] range in TFLOP/s; each client draws its own speed lognormally
+inside it, once, from the "devices" seed stream. Compute time = work (FLOPs) / speed, so any
+model's per-token cost maps to seconds the same way. Powers are defaults of the right order
+(the paper's Jetson: 4 W compute, 2 W transmit); override them per class in the scenario.
+
+Energy of a client-round = P_compute·T_compute + P_tx·T_upload + P_rx·T_download.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from simulator import seeds
+from simulator.errors import ScenarioError, TraceError, located
+from simulator.scenario import (
+    Availability,
+    BernoulliAvailability,
+    DeviceSpec,
+    Population,
+    SessionAvailability,
+)
+
+_Z90 = 1.2815515655446004  # standard normal quantile at 0.9
+
+
+@dataclass(frozen=True)
+class DeviceClass:
+    name: str
+    tflops: tuple[float, float]  # p10, p90 of sustained training TFLOP/s
+    p_compute_w: float
+    p_tx_w: float
+    p_rx_w: float
+
+
+CATALOGUE: dict[str, DeviceClass] = {
+    c.name: c
+    for c in (
+        DeviceClass("low_phone", (0.01, 0.05), 2.0, 1.5, 1.0),
+        DeviceClass("mid_phone", (0.03, 0.15), 3.0, 2.0, 1.2),
+        DeviceClass("flagship_phone", (0.1, 0.5), 5.0, 2.0, 1.2),
+        DeviceClass("jetson_orin_nano", (1.0, 5.0), 4.0, 2.0, 1.0),
+        DeviceClass("jetson_agx_orin", (5.0, 15.0), 30.0, 2.0, 1.0),
+        DeviceClass("laptop", (2.0, 10.0), 25.0, 1.5, 1.0),
+    )
+}
+
+
+def resolve_classes(specs: dict[str, DeviceSpec], source: str) -> dict[str, DeviceClass]:
+    """The catalogue with the scenario's overrides and new classes applied."""
+    classes = dict(CATALOGUE)
+    for name, spec in specs.items():
+        given = {k: v for k, v in spec.model_dump().items() if v is not None}
+        if name in classes:
+            classes[name] = replace(classes[name], **given)
+            continue
+        missing = [f for f in ("tflops", "p_compute_w", "p_tx_w", "p_rx_w") if f not in given]
+        if missing:
+            raise ScenarioError(
+                located(
+                    source,
+                    f"devices.{name}",
+                    f"new device class lacks {', '.join(missing)}",
+                    f"give them, or use a catalogue class: {', '.join(CATALOGUE)}",
+                )
+            )
+        classes[name] = DeviceClass(name, **given)
+    return classes
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every client's device, as arrays indexed by client id (memory O(clients), no objects)."""
+
+    classes: tuple[DeviceClass, ...]
+    class_index: np.ndarray
+    flops: np.ndarray  # sustained training FLOP/s per client
+    p_compute_w: np.ndarray
+    p_tx_w: np.ndarray
+    p_rx_w: np.ndarray
+
+    def class_name(self, client: int) -> str:
+        """The device class of a client."""
+        return self.classes[self.class_index[client]].name
+
+    def energy_j(self, client: int, download_s: float, compute_s: float, upload_s: float) -> float:
+        """Joules a client spends on one round's phases."""
+        return (
+            self.p_compute_w[client] * compute_s
+            + self.p_tx_w[client] * upload_s
+            + self.p_rx_w[client] * download_s
+        )
+
+
+def _counts(fractions: list[float], n: int) -> list[int]:
+    """Largest-remainder apportionment of n clients to classes."""
+    total = sum(fractions)
+    exact = [f / total * n for f in fractions]
+    counts = [math.floor(e) for e in exact]
+    order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def build_fleet(
+    population: Population, specs: dict[str, DeviceSpec], seed: int, source: str
+) -> Fleet:
+    """Assign classes by the mix (exact counts, seeded shuffle) and draw each client's speed."""
+    classes = resolve_classes(specs, source)
+    unknown = [name for name in population.mix if name not in classes]
+    if unknown:
+        raise ScenarioError(
+            located(
+                source,
+                f"population.mix.{unknown[0]}",
+                "unknown device class",
+                f"use one of {', '.join(classes)}, or define it under [devices.{unknown[0]}]",
+            )
+        )
+    mix = sorted(population.mix.items())  # the order a mix is written in must not matter
+    chosen = tuple(classes[name] for name, _ in mix)
+    counts = _counts([fraction for _, fraction in mix], population.clients)
+    index = np.repeat(np.arange(len(chosen)), counts)
+    index = seeds.rng(seed, "population").permutation(index)
+    lo = np.log([c.tflops[0] for c in chosen])[index]
+    hi = np.log([c.tflops[1] for c in chosen])[index]
+    z = seeds.rng(seed, "devices").standard_normal(population.clients)
+    flops = np.exp((lo + hi) / 2 + z * (hi - lo) / (2 * _Z90)) * 1e12
+
+    def per_client(attr: str) -> np.ndarray:
+        return np.array([getattr(c, attr) for c in chosen])[index]
+
+    return Fleet(
+        chosen,
+        index,
+        flops,
+        per_client("p_compute_w"),
+        per_client("p_tx_w"),
+        per_client("p_rx_w"),
+    )
+
+
+# --- availability -------------------------------------------------------------------------
+
+
+class _GeneratedSessions:
+    """Alternating exponential online/offline periods per client, extended lazily."""
+
+    def __init__(self, seed: int, mean_on: float, mean_off: float) -> None:
+        self.seed, self.mean_on, self.mean_off = seed, mean_on, mean_off
+        self._toggles: dict[int, tuple[list[float], bool, np.random.Generator]] = {}
+
+    def _timeline(self, client: int, until: float) -> tuple[list[float], bool]:
+        if client not in self._toggles:
+            gen = seeds.rng(self.seed, "sessions", client)
+            online = bool(gen.random() < self.mean_on / (self.mean_on + self.mean_off))
+            first = gen.exponential(self.mean_on if online else self.mean_off)
+            self._toggles[client] = ([first], online, gen)
+        toggles, online, gen = self._toggles[client]
+        while toggles[-1] <= until:
+            state_online = online == (len(toggles) % 2 == 0)
+            toggles.append(
+                toggles[-1] + gen.exponential(self.mean_on if state_online else self.mean_off)
+            )
+        return toggles, online
+
+    def online_until(self, client: int, t: float) -> float:
+        toggles, online = self._timeline(client, t)
+        passed = bisect.bisect_right(toggles, t)
+        return toggles[passed] if online == (passed % 2 == 0) else t
+
+
+class _FileSessions:
+    """Online intervals from a CSV (client,start_s,end_s); looped with the latest end time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.starts, self.ends = self._read(path)
+        self.ids = sorted(self.starts)
+        self.period = max(e[-1] for e in self.ends.values())
+
+    @staticmethod
+    def _read(path: str) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+        rows: dict[int, list[tuple[float, float]]] = {}
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                if not {"client", "start_s", "end_s"} <= set(reader.fieldnames or ()):
+                    raise TraceError(
+                        located(path, "header", "expected columns client,start_s,end_s")
+                    )
+                for line, row in enumerate(reader, start=2):
+                    try:
+                        client, start, end = (
+                            int(row["client"]),
+                            float(row["start_s"]),
+                            float(row["end_s"]),
+                        )
+                    except (TypeError, ValueError):
+                        raise TraceError(
+                            located(
+                                path,
+                                f"line {line}",
+                                f"non-numeric row {row}",
+                                "use integer client ids and seconds",
+                            )
+                        ) from None
+                    if not (0 <= start < end) or not math.isfinite(end):
+                        raise TraceError(
+                            located(
+                                path,
+                                f"line {line}",
+                                f"bad interval [{start}, {end})",
+                                "need 0 <= start_s < end_s",
+                            )
+                        )
+                    rows.setdefault(client, []).append((start, end))
+        except UnicodeDecodeError:
+            raise TraceError(located(path, None, "not UTF-8 text")) from None
+        if not rows:
+            raise TraceError(
+                located(path, None, "no session rows", "add client,start_s,end_s rows")
+            )
+        starts, ends = {}, {}
+        for client, intervals in rows.items():
+            intervals.sort()
+            for (_, e0), (s1, _) in itertools.pairwise(intervals):
+                if s1 < e0:
+                    raise TraceError(located(path, f"client {client}", "overlapping intervals"))
+            starts[client] = [s for s, _ in intervals]
+            ends[client] = [e for _, e in intervals]
+        return starts, ends
+
+    def online_until(self, client: int, t: float) -> float:
+        key = self.ids[client % len(self.ids)]
+        loop, local = divmod(t, self.period)
+        i = bisect.bisect_right(self.starts[key], local) - 1
+        if i >= 0 and local < self.ends[key][i]:
+            return loop * self.period + self.ends[key][i]
+        return t
+
+
+class AvailabilityModel:
+    """Who is online when, and who drops out of a round (common across method arms)."""
+
+    def __init__(self, spec: Availability, seed: int) -> None:
+        self.seed = seed
+        self.p_drop = (
+            spec.p_drop if isinstance(spec, BernoulliAvailability | SessionAvailability) else 0.0
+        )
+        self.sessions: _GeneratedSessions | _FileSessions | None = None
+        if isinstance(spec, SessionAvailability):
+            self.sessions = (
+                _FileSessions(spec.file)
+                if spec.file
+                else _GeneratedSessions(seed, spec.mean_online_s, spec.mean_offline_s)
+            )
+
+    def online_until(self, client: int, t: float) -> float:
+        """When the client's current online session ends (t if offline now, inf if always on)."""
+        return math.inf if self.sessions is None else self.sessions.online_until(client, t)
+
+    def dropped(self, round_index: int, clients: np.ndarray) -> np.ndarray:
+        """Which of these selected clients drop out of this round (Bernoulli p_drop)."""
+        if self.p_drop == 0.0:
+            return np.zeros(len(clients), dtype=bool)
+        return seeds.uniforms(self.seed, "dropout", (round_index,), clients) < self.p_drop
+
+    def select(self, round_index: int, t: float, n_clients: int, k: int) -> np.ndarray:
+        """k clients sampled without replacement among those online at t (fewer if not enough)."""
+        order = seeds.rng(self.seed, "selection", round_index).permutation(n_clients)
+        if self.sessions is None:
+            return order[:k]
+        online = (c for c in order.tolist() if self.online_until(c, t) > t)
+        return np.fromiter(itertools.islice(online, k), dtype=np.int64)

@@ -1,0 +1,442 @@
+"""Scenario files: TOML -> validated, frozen `Scenario`.
+
+Every failure raises `ScenarioError` naming the file, the dotted key, the offending value and
+the fix, before anything runs. Relative paths are resolved against the scenario file's folder,
+or against `network.trace_dir` for trace files when that is set.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator.errors import ScenarioError, located
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+OpenFraction = Annotated[float, Field(ge=0, lt=1)]
+Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class Model(BaseModel):
+    """Strict base: unknown keys are errors and configurations never change after validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ordered(pair: tuple[float, float], what: str) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"{what} must be [low, high] with low <= high, got {list(pair)}")
+    return pair
+
+
+# --- population and devices -------------------------------------------------------------
+
+
+class Population(Model):
+    clients: Annotated[int, Field(gt=0)]
+    per_round: Annotated[int, Field(gt=0)]
+    mix: dict[str, PositiveFloat] = {"mid_phone": 1.0}
+
+    @model_validator(mode="after")
+    def _check(self) -> Population:
+        if self.per_round > self.clients:
+            raise ValueError(
+                f"per_round ({self.per_round}) exceeds clients ({self.clients}); "
+                "lower per_round or raise clients"
+            )
+        if not self.mix:
+            raise ValueError("mix is empty; give at least one device class, e.g. mid_phone = 1.0")
+        return self
+
+
+class DeviceSpec(Model):
+    """A device class, or an override of a catalogue class (unset fields keep the catalogue's)."""
+
+    tflops: tuple[PositiveFloat, PositiveFloat] | None = None
+    p_compute_w: NonNegFloat | None = None
+    p_tx_w: NonNegFloat | None = None
+    p_rx_w: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceSpec:
+        if self.tflops is not None:
+            _ordered(self.tflops, "tflops")
+        return self
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+class ConstantLink(Model):
+    kind: Literal["constant"]
+    mbps: PositiveFloat
+
+
+class UnlimitedLink(Model):
+    """Infinite capacity: transfers take only the latency (e.g. an unmodelled downlink)."""
+
+    kind: Literal["unlimited"]
+
+
+class StragglerTailLink(Model):
+    """The paper's heterogeneous LTE profile (fed-fstq-paper.md §6 item 7)."""
+
+    kind: Literal["straggler_tail"]
+    straggler_fraction: Fraction = 0.2
+    straggler_mbps: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
+    normal_mbps: tuple[PositiveFloat, PositiveFloat] = (5.0, 20.0)
+    jitter_sigma: NonNegFloat = 0.3
+    jitter_step_s: PositiveFloat = 60.0
+    pool: Annotated[int, Field(gt=0)] = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> StragglerTailLink:
+        _ordered(self.straggler_mbps, "straggler_mbps")
+        _ordered(self.normal_mbps, "normal_mbps")
+        return self
+
+
+class MarkovLink(Model):
+    """Two-state (good/bad) Markov-modulated capacity with exponential dwell times."""
+
+    kind: Literal["markov"]
+    good_mbps: PositiveFloat
+    bad_mbps: NonNegFloat
+    mean_good_s: PositiveFloat
+    mean_bad_s: PositiveFloat
+    duration_s: PositiveFloat = 3600.0
+    pool: Annotated[int, Field(gt=0)] = 64
+
+
+class TraceLink(Model):
+    """Replayed trace files, assigned to clients (seeded) with random start offsets."""
+
+    kind: Literal["trace"]
+    files: list[str] = Field(min_length=1)
+    format: Literal["mahimahi", "pensieve", "csv", "5gophers"]
+    options: dict[str, Any] = {}
+    scale: PositiveFloat = 1.0
+    assign: Literal["random", "round_robin"] = "random"
+
+
+class RatioLink(Model):
+    """This direction = the other direction's link (same trace and offset) × ratio."""
+
+    kind: Literal["ratio"]
+    ratio: PositiveFloat
+
+
+LinkSpec = Annotated[
+    ConstantLink | UnlimitedLink | StragglerTailLink | MarkovLink | TraceLink | RatioLink,
+    Field(discriminator="kind"),
+]
+
+
+class Network(Model):
+    uplink: LinkSpec
+    downlink: LinkSpec
+    latency_ms: NonNegFloat = 0.0
+    loss: OpenFraction = 0.0
+    trace_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Network:
+        if self.uplink.kind == "ratio" and self.downlink.kind == "ratio":
+            raise ValueError("uplink and downlink cannot both be kind = 'ratio'; give one a link")
+        return self
+
+
+# --- availability -------------------------------------------------------------------------
+
+
+class AlwaysAvailable(Model):
+    kind: Literal["always"]
+
+
+class BernoulliAvailability(Model):
+    """Each selected client drops out of a round with probability p_drop (sends nothing)."""
+
+    kind: Literal["bernoulli"]
+    p_drop: Fraction
+
+
+class SessionAvailability(Model):
+    """On/off sessions, generated (exponential dwell times) or read from a CSV file."""
+
+    kind: Literal["sessions"]
+    mean_online_s: PositiveFloat | None = None
+    mean_offline_s: PositiveFloat | None = None
+    file: str | None = None
+    p_drop: Fraction = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> SessionAvailability:
+        generated = self.mean_online_s is not None and self.mean_offline_s is not None
+        if generated == (self.file is not None):
+            raise ValueError(
+                "give either mean_online_s and mean_offline_s (generated sessions) or file "
+                "(a CSV of client,start_s,end_s online intervals), not both or neither"
+            )
+        return self
+
+
+Availability = Annotated[
+    AlwaysAvailable | BernoulliAvailability | SessionAvailability, Field(discriminator="kind")
+]
+
+
+# --- training, server, evaluation, methods ------------------------------------------------
+
+
+class SurrogateTraining(Model):
+    """Quality-vs-rounds model (see simulator/training/surrogate.py); no torch needed."""
+
+    mode: Literal["surrogate"]
+    metric: Slug = "accuracy"
+    initial: Fraction = 0.3
+    ceiling: Fraction = 0.9
+    tau_rounds: PositiveFloat = 20.0
+    noise_sd: NonNegFloat = 0.0
+    adapter_params: Annotated[int, Field(gt=0)] | None = None
+    downlink_mb: NonNegFloat = 0.0
+    samples_per_client: Annotated[int, Field(gt=0)] = 100
+
+    @model_validator(mode="after")
+    def _check(self) -> SurrogateTraining:
+        if self.initial > self.ceiling:
+            raise ValueError(f"initial ({self.initial}) exceeds ceiling ({self.ceiling})")
+        return self
+
+
+class Server(Model):
+    strategy: Literal["sync"] = "sync"
+    rounds: Annotated[int, Field(gt=0)]
+
+
+class Evaluation(Model):
+    every: Annotated[int, Field(gt=0)] = 1
+    targets: list[Annotated[float, Field(allow_inf_nan=False)]] = []
+
+
+class Method(Model):
+    """One arm. Surrogate arms give a payload and a compute cost per client-round."""
+
+    name: Slug
+    payload_mb: NonNegFloat | None = None
+    bits_per_param: NonNegFloat | None = None
+    compute_s: NonNegFloat | None = None
+    compute_tflop: NonNegFloat | None = None
+    downlink_mb: NonNegFloat | None = None
+    efficiency: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Method:
+        if (self.payload_mb is None) == (self.bits_per_param is None):
+            raise ValueError("give exactly one of payload_mb or bits_per_param")
+        if (self.compute_s is None) == (self.compute_tflop is None):
+            raise ValueError("give exactly one of compute_s or compute_tflop")
+        return self
+
+
+class Scenario(Model):
+    name: Slug
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    population: Population
+    devices: dict[Slug, DeviceSpec] = {}
+    network: Network
+    availability: Availability = AlwaysAvailable(kind="always")
+    training: SurrogateTraining
+    server: Server
+    evaluation: Evaluation = Evaluation()
+    methods: list[Method] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        names = [m.name for m in self.methods]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"method names must be unique; repeated: {', '.join(dup)}")
+        needs_params = [m.name for m in self.methods if m.bits_per_param is not None]
+        if needs_params and self.training.adapter_params is None:
+            raise ValueError(
+                f"methods {needs_params} use bits_per_param; set training.adapter_params"
+            )
+        return self
+
+    def method(self, name: str) -> Method:
+        """The arm called name."""
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+_FIXES = {
+    "extra_forbidden": "remove it or check its spelling",
+    "missing": "add it",
+    "union_tag_invalid": "use one of the kinds listed",
+    "union_tag_not_found": "add a 'kind' key",
+}
+
+
+def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """Dotted key; list positions of methods are shown by arm name when it is known."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            name = node[item].get("name") if isinstance(node[item], dict) else None
+            parts[-1] += f"[{name!r}]" if name else f"[{item}]"
+            node = node[item]
+            continue
+        if isinstance(node, dict) and item not in node and node.get("kind") == item:
+            continue  # discriminated-union branch name, not a key
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(err: dict[str, Any], raw: dict[str, Any], source: str) -> str:
+    key = _key(tuple(err["loc"]), raw)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    problem = (
+        msg
+        if err["type"] in ("missing", "extra_forbidden")
+        else (f"{msg} (got {err.get('input')!r})")
+    )
+    return located(source, key, problem, _FIXES.get(err["type"]))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.path=value` with value parsed as TOML (strings need no quotes)."""
+    if "=" not in text:
+        raise ScenarioError(f"--set {text!r}: expected key=value, e.g. --set server.rounds=10")
+    key, value = text.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key in the raw scenario; `methods.NAME.key` addresses an arm by name."""
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, ".".join(parts[: i + 1]))
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict | list):
+            raise ScenarioError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a table")
+    if isinstance(node, list):
+        raise ScenarioError(f"--set {key}: name a key inside the list item, e.g. methods.fedavg.x")
+    node[parts[-1]] = value
+
+
+def _list_item(items: list[Any], part: str, where: str) -> Any:
+    if part.isdigit() and int(part) < len(items):
+        return items[int(part)]
+    for item in items:
+        if isinstance(item, dict) and item.get("name") == part:
+            return item
+    names = [str(i.get("name")) for i in items if isinstance(i, dict)]
+    raise ScenarioError(f"--set {where}: no item {part!r}; known: {', '.join(names)}")
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
+    """Make file paths absolute and check that they exist."""
+    network = raw.get("network")
+    if isinstance(network, dict):
+        trace_base = base
+        if network.get("trace_dir"):
+            trace_base = (base / str(network["trace_dir"])).resolve()
+            if not trace_base.is_dir():
+                raise ScenarioError(
+                    located(
+                        source,
+                        "network.trace_dir",
+                        f"folder {trace_base} does not exist",
+                        "give an existing folder",
+                    )
+                )
+            network["trace_dir"] = str(trace_base)
+        for direction in ("uplink", "downlink"):
+            link = network.get(direction)
+            if isinstance(link, dict) and link.get("kind") == "trace":
+                link["files"] = _expand(
+                    link.get("files"), trace_base, source, f"network.{direction}.files"
+                )
+    avail = raw.get("availability")
+    if isinstance(avail, dict) and isinstance(avail.get("file"), str):
+        avail["file"] = _expand([avail["file"]], base, source, "availability.file")[0]
+
+
+def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        return patterns  # the schema reports the type error
+    found: list[str] = []
+    for pattern in patterns:
+        path = base / pattern
+        matches = (
+            sorted(path.parent.glob(path.name))
+            if any(c in pattern for c in "*?[")
+            else ([path] if path.exists() else [])
+        )
+        if not matches:
+            raise ScenarioError(
+                located(
+                    source,
+                    key,
+                    f"{pattern!r} matches no file under {base}",
+                    "fix the path, or set network.trace_dir",
+                )
+            )
+        found.extend(str(m.resolve()) for m in matches)
+    return found
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read, override and validate a scenario file."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        raw = tomllib.loads(text)
+    except FileNotFoundError:
+        raise ScenarioError(f"{source}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    for item in overrides:
+        apply_override(raw, *parse_override(item))
+    return scenario_from_dict(raw, source, base=path.resolve().parent)
+
+
+def scenario_from_dict(raw: dict[str, Any], source: str, base: Path) -> Scenario:
+    """Validate an already-parsed scenario mapping."""
+    _resolve_paths(raw, base, source)
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, raw, source) for e in exc.errors(include_url=False)]
+        raise ScenarioError("\n".join(lines)) from None
+
+
+def resolved_dict(scenario: Scenario) -> dict[str, Any]:
+    """A JSON-safe dict of the scenario with every default filled in."""
+    return scenario.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""Training: what happens at a client's compute event (surrogate model or real steps)."""

@@ -1,0 +1,57 @@
+"""The trainer protocol the engine drives: the math side of a client event, without time.
+
+The engine owns simulated time and never imports torch; a trainer owns the math and never
+imports simpy. A trainer's work inside an event takes zero simulated time: its simulated
+duration comes from `LocalResult.compute_s`, or from `work_flop` divided by the device speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What one client's local round produced."""
+
+    message: bytes | int  # the encoded update, or (surrogate mode) only its size in bytes
+    num_samples: int
+    compute_s: float | None = None  # fixed simulated seconds, or ...
+    work_flop: float | None = None  # ... counted work, divided by the client's FLOP/s
+
+    @property
+    def uplink_bytes(self) -> int:
+        """Bytes on the wire: len() of the real message, or the surrogate size."""
+        return self.message if isinstance(self.message, int) else len(self.message)
+
+    def compute_seconds(self, device_flops: float) -> float:
+        """Simulated compute time on a device of the given sustained FLOP/s."""
+        if self.compute_s is not None:
+            return self.compute_s
+        assert self.work_flop is not None
+        return self.work_flop / device_flops
+
+
+class Trainer(Protocol):
+    """Local training, aggregation and evaluation for one method arm."""
+
+    mode: str  # "surrogate" or "real": written into every output
+
+    def downlink_bytes(self, client: int) -> int:
+        """Bytes of the global model state a client downloads before training."""
+
+    def train(self, client: int, round_index: int) -> LocalResult:
+        """Run the client's local round from the current global state."""
+
+    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> None:
+        """Fold the received updates into the global state."""
+
+    def evaluate(self, round_index: int) -> dict[str, float]:
+        """Metrics of the global state, by name."""
+
+    def state(self) -> dict[str, Any]:
+        """JSON-safe state needed to resume after the last finished round."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load what state() returned."""

@@ -1,0 +1,64 @@
+"""Shared fixtures: the ../shared folder of real traces and data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{path} is missing; under CI=true the shared folder must be present")
+    pytest.skip(f"{path} is absent (the ../shared folder beside the project); skipped outside CI")
+
+
+@pytest.fixture(scope="session")
+def shared_traces() -> Path:
+    """../shared/traces, required under CI."""
+    return _require(SHARED / "traces")
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """../shared/datasets, required under CI."""
+    return _require(SHARED / "datasets")
+
+
+def scenario_dict(**sections: object) -> dict:
+    """A small valid surrogate scenario as a dict; keyword sections replace whole sections."""
+    raw: dict = {
+        "name": "unit",
+        "seed": 7,
+        "population": {"clients": 4, "per_round": 4, "mix": {"jetson_orin_nano": 1.0}},
+        "devices": {"jetson_orin_nano": {"p_compute_w": 4.0, "p_tx_w": 2.0, "p_rx_w": 1.0}},
+        "network": {
+            "uplink": {"kind": "constant", "mbps": 8.0},
+            "downlink": {"kind": "constant", "mbps": 16.0},
+        },
+        "training": {"mode": "surrogate", "downlink_mb": 2.0},
+        "server": {"rounds": 3},
+        "evaluation": {"targets": [0.5]},
+        "methods": [{"name": "dense", "payload_mb": 1.0, "compute_s": 2.0}],
+    }
+    raw.update(sections)
+    return raw
+
+
+@pytest.fixture()
+def write_scenario(tmp_path: Path):
+    """Write a scenario dict as TOML and return its path."""
+
+    def write(raw: dict, name: str = "scenario.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(tomli_w.dumps(raw), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,123 @@
+"""Run directories: determinism, resume after interruption, refusal to overwrite, summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import scenario_dict
+
+from simulator.errors import RunDirError
+from simulator.experiment import load_resumable, prepare_out, run_scenario
+from simulator.recorder import ArmRecorder
+from simulator.scenario import load_scenario
+
+TABLES = ("rounds.csv", "clients.csv", "evals.csv", "summary.json", "checkpoint.json")
+
+
+def _hetero(write_scenario) -> tuple[Path, dict]:
+    raw = scenario_dict(
+        population={"clients": 30, "per_round": 6, "mix": {"mid_phone": 2, "laptop": 1}},
+        network={
+            "uplink": {"kind": "straggler_tail"},
+            "downlink": {"kind": "ratio", "ratio": 4.0},
+            "latency_ms": 30.0,
+        },
+        availability={
+            "kind": "sessions",
+            "mean_online_s": 900.0,
+            "mean_offline_s": 300.0,
+            "p_drop": 0.1,
+        },
+        server={"rounds": 8},
+        evaluation={"every": 2, "targets": [0.5, 0.99]},
+        methods=[
+            {"name": "dense", "payload_mb": 4.0, "compute_tflop": 3.0},
+            {"name": "small", "payload_mb": 0.5, "compute_tflop": 3.3},
+        ],
+    )
+    return write_scenario(raw), raw
+
+
+def _run(path: Path, out: Path) -> list[Path]:
+    scenario = load_scenario(path)
+    prepare_out(out, path, scenario, force=False)
+    return run_scenario(scenario, out, progress=False)
+
+
+def test_same_scenario_and_seed_give_byte_identical_files(write_scenario, tmp_path):
+    path, _ = _hetero(write_scenario)
+    a = _run(path, tmp_path / "a")
+    b = _run(path, tmp_path / "b")
+    for fa, fb in zip(a, b, strict=True):
+        for name in TABLES:
+            assert (fa / name).read_bytes() == (fb / name).read_bytes(), name
+    other = load_scenario(path, ["seed=8"])
+    c = run_scenario(other, tmp_path / "c", progress=False)
+    assert (c[0] / "clients.csv").read_bytes() != (a[0] / "clients.csv").read_bytes()
+
+
+def test_arms_share_selection_and_dropouts(write_scenario, tmp_path):
+    path, _ = _hetero(write_scenario)
+    dense, small = _run(path, tmp_path / "a")
+    first = [line.split(",")[:2] for line in (dense / "clients.csv").read_text().splitlines()]
+    second = [line.split(",")[:2] for line in (small / "clients.csv").read_text().splitlines()]
+    assert first[:7] == second[:7]  # header + round 1: same clients in the same order
+
+
+def test_resume_after_interruption_gives_identical_files(write_scenario, tmp_path, monkeypatch):
+    path, _ = _hetero(write_scenario)
+    reference = _run(path, tmp_path / "ref")
+
+    calls = {"n": 0}
+    original = ArmRecorder.append
+
+    def crash_after_four(self, rows, state):
+        calls["n"] += 1
+        if calls["n"] == 5 + 9:  # arm 1 complete (1 + 8 appends), 4 rounds into arm 2
+            raise KeyboardInterrupt
+        return original(self, rows, state)
+
+    monkeypatch.setattr(ArmRecorder, "append", crash_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        _run(path, tmp_path / "cut")
+    monkeypatch.setattr(ArmRecorder, "append", original)
+    cut = tmp_path / "cut"
+    assert not (cut / "small" / "summary.json").exists()
+    rows_kept = (cut / "small" / "rounds.csv").read_text().splitlines()
+    assert len(rows_kept) == 1 + 3  # header + 3 finished rounds survive the crash
+    resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    for fa, fb in zip(reference, resumed, strict=True):
+        for name in TABLES:
+            assert (fa / name).read_bytes() == (fb / name).read_bytes(), (fa.name, name)
+    manifest = json.loads((cut / "small" / "manifest.json").read_text())
+    assert len(manifest["resumed_at"]) == 1 and manifest["host_end"]
+
+
+def test_existing_results_are_not_overwritten(write_scenario, tmp_path):
+    path, _ = _hetero(write_scenario)
+    _run(path, tmp_path / "a")
+    with pytest.raises(RunDirError, match="--resume"):
+        _run(path, tmp_path / "a")
+
+
+def test_summary_targets_and_layout(write_scenario, tmp_path):
+    path, _ = _hetero(write_scenario)
+    dense, _ = _run(path, tmp_path / "a")
+    summary = json.loads((dense / "summary.json").read_text())
+    assert summary["mode"] == "surrogate" and summary["rounds"] == 8
+    by_target = {t["target"]: t for t in summary["targets"]}
+    assert by_target[0.99]["reached"] is False and by_target[0.99]["time_s"] is None
+    evals = (dense / "evals.csv").read_text().splitlines()
+    assert evals[0] == "round,time_s,uplink_bytes_cum,metric,value,source"
+    assert [line.split(",")[0] for line in evals[1:]] == ["0", "2", "4", "6", "8"]
+    hit = by_target[0.5]
+    if hit["reached"]:
+        row = next(line.split(",") for line in evals[1:] if float(line.split(",")[4]) >= 0.5)
+        assert hit["time_s"] == float(row[1]) and hit["uplink_bytes"] == int(row[2])
+    for name in ("manifest.json", "scenario.json"):
+        assert (dense / name).exists()
+    manifest = json.loads((dense / "manifest.json").read_text())
+    assert manifest["schema_version"] == 1 and manifest["seed"] == 7
+    assert "numpy" in manifest["packages"]

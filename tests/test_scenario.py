@@ -1,0 +1,125 @@
+"""Scenario files: valid ones load; every kind of bad one names file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT, scenario_dict
+
+from simulator.errors import ScenarioError
+from simulator.scenario import apply_override, load_scenario, parse_override
+
+
+def test_valid_scenario_loads_with_defaults(write_scenario):
+    scenario = load_scenario(write_scenario(scenario_dict()))
+    assert scenario.population.clients == 4
+    assert scenario.network.uplink.kind == "constant"
+    assert scenario.availability.kind == "always"
+    assert scenario.evaluation.every == 1
+    assert scenario.method("dense").compute_s == 2.0
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "scenarios").glob("*.toml")))
+def test_shipped_scenarios_validate(path: Path):
+    assert load_scenario(path).name
+
+
+def _error(write_scenario, raw: dict, *overrides: str) -> str:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write_scenario(raw), overrides)
+    return str(info.value)
+
+
+def test_unknown_key_names_file_key_and_fix(write_scenario):
+    raw = scenario_dict(server={"rounds": 3, "roundz": 4})
+    message = _error(write_scenario, raw)
+    assert "scenario.toml: server.roundz: unknown key" in message
+    assert "check its spelling" in message
+
+
+def test_wrong_type_shows_value(write_scenario):
+    message = _error(write_scenario, scenario_dict(server={"rounds": "many"}))
+    assert "server.rounds" in message and "'many'" in message
+
+
+def test_impossible_value_per_round_above_clients(write_scenario):
+    raw = scenario_dict(population={"clients": 3, "per_round": 5})
+    message = _error(write_scenario, raw)
+    assert "population" in message and "per_round (5) exceeds clients (3)" in message
+
+
+def test_bad_link_kind_and_field_in_method_named_by_arm(write_scenario):
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "warp"}
+    raw["methods"][0]["compute_s"] = -1
+    message = _error(write_scenario, raw)
+    assert "network.uplink" in message and "warp" in message
+    assert "methods['dense'].compute_s" in message
+
+
+def test_negative_mbps_in_link_branch(write_scenario):
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "constant", "mbps": -3}
+    assert "network.uplink.mbps" in _error(write_scenario, raw)
+
+
+def test_missing_trace_file_fails_before_running(write_scenario):
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "trace", "format": "mahimahi", "files": ["nope.up"]}
+    message = _error(write_scenario, raw)
+    assert "network.uplink.files" in message and "nope.up" in message
+
+
+def test_missing_required_section(write_scenario):
+    raw = scenario_dict()
+    del raw["server"]
+    assert "server: Field required" in _error(write_scenario, raw)
+
+
+def test_duplicate_arm_names(write_scenario):
+    raw = scenario_dict(methods=[{"name": "a", "payload_mb": 1, "compute_s": 1}] * 2)
+    assert "repeated: a" in _error(write_scenario, raw)
+
+
+def test_method_needs_exactly_one_payload(write_scenario):
+    raw = scenario_dict(methods=[{"name": "a", "compute_s": 1}])
+    assert "exactly one of payload_mb or bits_per_param" in _error(write_scenario, raw)
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed\n")
+    with pytest.raises(ScenarioError, match="bad.toml: invalid TOML"):
+        load_scenario(bad)
+    with pytest.raises(ScenarioError, match="file not found"):
+        load_scenario(tmp_path / "absent.toml")
+    junk = tmp_path / "junk.toml"
+    junk.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_scenario(junk)
+
+
+def test_overrides_parse_toml_values_and_address_arms(write_scenario):
+    path = write_scenario(scenario_dict())
+    scenario = load_scenario(path, ["server.rounds=9", "methods.dense.compute_s=3.5", "name=x"])
+    assert scenario.server.rounds == 9
+    assert scenario.method("dense").compute_s == 3.5
+    assert scenario.name == "x"
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+
+
+def test_override_errors_are_clear(write_scenario):
+    path = write_scenario(scenario_dict())
+    with pytest.raises(ScenarioError, match="expected key=value"):
+        load_scenario(path, ["server.rounds"])
+    with pytest.raises(ScenarioError, match="no item 'nope'; known: dense"):
+        load_scenario(path, ["methods.nope.compute_s=1"])
+    raw = {"a": 1}
+    with pytest.raises(ScenarioError, match="is not a table"):
+        apply_override(raw, "a.b", 2)
+
+
+def test_sessions_need_params_or_file(write_scenario):
+    raw = scenario_dict(availability={"kind": "sessions", "mean_online_s": 10.0})
+    assert "mean_online_s and mean_offline_s" in _error(write_scenario, raw)
