@@ -10,8 +10,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simulator.errors import SimulatorError
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
 
 EXIT_USER_ERROR = 2
 
@@ -29,6 +33,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{scenario.training.mode} training, arms: {arms}"
     )
     return 0
+
+
+def _check_arms(text: str | None, scenario: Scenario) -> list[str] | None:
+    arms = text.split(",") if text else None
+    unknown = sorted(set(arms or []) - {m.name for m in scenario.methods})
+    if unknown:
+        known = ", ".join(m.name for m in scenario.methods)
+        raise SimulatorError(f"--arms: unknown arm(s) {', '.join(unknown)}; known: {known}")
+    return arms
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -49,12 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
         scenario = load_scenario(args.scenario, overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
+        _check_arms(args.arms, scenario)
         prepare_out(out, Path(args.scenario), scenario, args.force)
         source = str(args.scenario)
-    arms = args.arms.split(",") if args.arms else None
-    unknown = sorted(set(arms or []) - {m.name for m in scenario.methods})
-    if unknown:
-        raise SimulatorError(f"--arms: unknown arm(s) {', '.join(unknown)}")
+    arms = _check_arms(args.arms, scenario)
     try:
         folders = run_scenario(
             scenario,

@@ -78,18 +78,23 @@ def resolve_classes(specs: dict[str, DeviceSpec], source: str) -> dict[str, Devi
 
 @dataclass(frozen=True)
 class Fleet:
-    """Every client's device, as arrays indexed by client id (memory O(clients), no objects)."""
+    """Every client's device as flat lists indexed by client id (memory O(clients)).
+
+    Lists of Python floats, not numpy arrays: the engine reads one client at a time, where
+    numpy scalars are several times slower.
+    """
 
     classes: tuple[DeviceClass, ...]
-    class_index: np.ndarray
-    flops: np.ndarray  # sustained training FLOP/s per client
-    p_compute_w: np.ndarray
-    p_tx_w: np.ndarray
-    p_rx_w: np.ndarray
+    class_index: list[int]
+    flops: list[float]  # sustained training FLOP/s per client
+    p_compute_w: list[float]
+    p_tx_w: list[float]
+    p_rx_w: list[float]
 
-    def class_name(self, client: int) -> str:
-        """The device class of a client."""
-        return self.classes[self.class_index[client]].name
+    def class_names(self) -> list[str]:
+        """The device class of every client, by client id."""
+        names = [c.name for c in self.classes]
+        return [names[i] for i in self.class_index]
 
     def energy_j(self, client: int, download_s: float, compute_s: float, upload_s: float) -> float:
         """Joules a client spends on one round's phases."""
@@ -136,13 +141,13 @@ def build_fleet(
     z = seeds.rng(seed, "devices").standard_normal(population.clients)
     flops = np.exp((lo + hi) / 2 + z * (hi - lo) / (2 * _Z90)) * 1e12
 
-    def per_client(attr: str) -> np.ndarray:
-        return np.array([getattr(c, attr) for c in chosen])[index]
+    def per_client(attr: str) -> list[float]:
+        return np.array([getattr(c, attr) for c in chosen])[index].tolist()
 
     return Fleet(
         chosen,
-        index,
-        flops,
+        index.tolist(),
+        flops.tolist(),
         per_client("p_compute_w"),
         per_client("p_tx_w"),
         per_client("p_rx_w"),
@@ -277,8 +282,9 @@ class AvailabilityModel:
 
     def select(self, round_index: int, t: float, n_clients: int, k: int) -> np.ndarray:
         """k clients sampled without replacement among those online at t (fewer if not enough)."""
-        order = seeds.rng(self.seed, "selection", round_index).permutation(n_clients)
+        gen = seeds.rng(self.seed, "selection", round_index)
         if self.sessions is None:
-            return order[:k]
+            return gen.choice(n_clients, k, replace=False)
+        order = gen.permutation(n_clients)
         online = (c for c in order.tolist() if self.online_until(c, t) > t)
         return np.fromiter(itertools.islice(online, k), dtype=np.int64)

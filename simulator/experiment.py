@@ -55,6 +55,7 @@ class ArmRun:
         self.trainer = trainer
         self.engine = Engine(world, method, self.trainer)
         self.uplink_cum = 0
+        self.devices = world.fleet.class_names()
 
     def _evals(self, round_number: int, time_s: float) -> list[tuple[Any, ...]]:
         metrics = self.trainer.evaluate(round_number)
@@ -74,10 +75,10 @@ class ArmRun:
     def _on_round(self, outcome: RoundOutcome) -> None:
         row = outcome.row()
         self.uplink_cum += row[8]
-        fleet = self.world.fleet
+        devices = self.devices
         rows: dict[str, list] = {
             "rounds": [row],
-            "clients": [c.row(fleet.class_name(c.client)) for c in outcome.clients],
+            "clients": [c.row(devices[c.client]) for c in outcome.clients],
         }
         every, last = self.scenario.evaluation.every, self.scenario.server.rounds
         if outcome.round % every == 0 or outcome.round == last:

@@ -9,9 +9,10 @@ Layout of `OUT/<arm>/`:
     scenario.json   the resolved scenario
     checkpoint.json after every round: CSV byte offsets + engine and trainer state
 
-Rows are appended and flushed (and fsynced) every round, then the checkpoint is replaced
-atomically. Resuming truncates each CSV to the offsets in the checkpoint, so a crash between the
-two leaves no half round, and a resumed run writes exactly the bytes an uninterrupted one does.
+Rows are appended and flushed every round, then the checkpoint is replaced atomically
+(written, fsynced, renamed). Resuming truncates each CSV to the offsets in the checkpoint, so
+a crash between the two leaves no half round, and a resumed run writes exactly the bytes an
+uninterrupted one does.
 Floats are written with repr(), which round-trips exactly and is platform-independent.
 """
 
@@ -144,9 +145,13 @@ class ArmRecorder:
         for name, columns in TABLES.items():
             path = self.folder / f"{name}.csv"
             if self.checkpoint is not None:
-                fh = open(path, "r+b")  # noqa: SIM115 - kept open for the whole run
-                fh.truncate(self.checkpoint["offsets"][name])
-                fh.close()
+                offset = self.checkpoint["offsets"][name]
+                if not path.exists() or path.stat().st_size < offset:
+                    raise RunDirError(
+                        f"{path}: shorter than its checkpoint says ({offset} bytes); the run "
+                        "directory is damaged: delete this arm's folder to rerun the arm"
+                    )
+                os.truncate(path, offset)
                 fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
             else:
                 fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -161,7 +166,6 @@ class ArmRecorder:
         offsets = {}
         for name, fh in self._files.items():
             fh.flush()
-            os.fsync(fh.fileno())
             offsets[name] = fh.tell()
         self.checkpoint = {"schema_version": SCHEMA_VERSION, "offsets": offsets, "state": state}
         write_json_atomic(self.checkpoint_path, self.checkpoint)

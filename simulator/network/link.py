@@ -35,9 +35,9 @@ class LinkSet:
     """One direction (uplink or downlink) for every client."""
 
     traces: tuple[Trace, ...]  # empty for an unlimited link
-    trace_index: np.ndarray
-    scale: np.ndarray
-    offset_s: np.ndarray
+    trace_index: list[int]  # lists, not arrays: read one client at a time on the hot path
+    scale: list[float]
+    offset_s: list[float]
     latency_s: float
     loss: float
 
@@ -114,13 +114,18 @@ def build_links(network: Network, n_clients: int, seed: int) -> tuple[LinkSet, L
         traces, index, scale = _build(spec, n_clients, gen)
         offsets = _uniform_offsets(gen, traces, index) if traces else np.zeros(n_clients)
         built[direction] = LinkSet(
-            tuple(traces), index, scale, offsets, network.latency_ms / 1e3, network.loss
+            tuple(traces),
+            index.tolist(),
+            scale.tolist(),
+            offsets.tolist(),
+            network.latency_ms / 1e3,
+            network.loss,
         )
     for direction, other in (("uplink", "downlink"), ("downlink", "uplink")):
         spec = getattr(network, direction)
         if isinstance(spec, RatioLink):
             base = built[other]
-            built[direction] = replace(base, scale=base.scale * spec.ratio)
+            built[direction] = replace(base, scale=[s * spec.ratio for s in base.scale])
     return built["uplink"], built["downlink"]
 
 
