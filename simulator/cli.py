@@ -93,7 +93,6 @@ def _cmd_trace_stats(args: argparse.Namespace) -> int:
     options = dict(parse_override(o) for o in args.option)
     for path in args.paths:
         trace = load_trace(path, format=args.format, **options)
-        print(f"{path} ({args.format})")
         print(format_stats(trace_stats(trace)))
     return 0
 

@@ -1,0 +1,1 @@
+"""Links between clients and the server: capacity traces, generators, per-client links."""
