@@ -54,3 +54,34 @@ def test_trace_stats_on_a_generated_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "t.pensieve" in out and "Mbps" in out
     assert main(["traces", "stats", str(tmp_path / "absent")]) == 2
+
+
+def test_bad_trace_file_in_a_scenario_fails_validation(write_scenario, tmp_path, capsys):
+    junk = tmp_path / "junk.up"
+    junk.write_bytes(b"\x00\xff\x13binary junk")
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "trace", "format": "mahimahi", "files": [str(junk)]}
+    assert main(["validate", str(write_scenario(raw))]) == 2
+    assert "junk.up" in capsys.readouterr().err
+
+
+def test_replay_real_mahimahi_traces_from_trace_dir(write_scenario, tmp_path, shared_traces):
+    raw = scenario_dict(population={"clients": 6, "per_round": 3})
+    raw["network"] = {
+        "uplink": {"kind": "trace", "format": "mahimahi", "files": ["*.up"]},
+        "downlink": {"kind": "trace", "format": "mahimahi", "files": ["*.down"]},
+    }
+    path = write_scenario(raw)
+    out = tmp_path / "replay"
+    folder = str(shared_traces / "mahimahi")
+    assert (
+        main(
+            ["run", str(path), "--out", str(out), "--quiet", "--set", f"network.trace_dir={folder}"]
+        )
+        == 0
+    )
+    manifest = (out / "dense" / "manifest.json").read_text()
+    assert manifest.count(".up") == 6 and manifest.count(".down") == 6  # the six paired files
+    rounds = (out / "dense" / "rounds.csv").read_text().splitlines()
+    assert len(rounds) == 4
+    assert all(float(r.split(",")[3]) > 2.0 for r in rounds[1:])  # slower than compute alone

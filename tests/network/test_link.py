@@ -1,0 +1,66 @@
+"""Per-client links: latency, loss, scale, offsets, ratio-derived directions, real traces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simulator.network.link import build_links
+from simulator.scenario import Network
+
+
+def _network(**kw) -> Network:
+    base = {"uplink": {"kind": "constant", "mbps": 8.0}, "downlink": {"kind": "unlimited"}}
+    return Network.model_validate(base | kw)
+
+
+def test_latency_and_loss_are_added_to_constant_links():
+    up, down = build_links(_network(latency_ms=50.0, loss=0.2), 3, seed=0)
+    # 1 MB at 8 Mbps = 1 s; 20% loss -> 1.25 s of capacity; plus 50 ms
+    assert up.transfer_time(1, 1_000_000, 7.0) == pytest.approx(1.3)
+    assert down.transfer_time(1, 10**9, 7.0) == pytest.approx(0.05)
+    assert up.delivered_bytes(1, 0.0, 0.05) == 0.0
+    assert up.delivered_bytes(1, 0.0, 0.05 + 1.25) == pytest.approx(1_000_000)
+    assert math.isinf(down.delivered_bytes(0, 0.0, 1.0)) and math.isinf(down.mean_bps(0))
+
+
+def test_ratio_direction_shares_trace_and_offset_and_scales_capacity():
+    net = _network(uplink={"kind": "straggler_tail"}, downlink={"kind": "ratio", "ratio": 5.0})
+    up, down = build_links(net, 50, seed=3)
+    assert down.traces is up.traces and down.offset_s == up.offset_s
+    for client in (0, 17, 49):
+        assert down.mean_bps(client) == pytest.approx(5 * up.mean_bps(client))
+        assert down.transfer_time(client, 5e6, 100.0) == pytest.approx(
+            up.transfer_time(client, 1e6, 100.0)
+        )
+
+
+def test_links_are_seeded_and_offsets_spread_over_the_period():
+    net = _network(uplink={"kind": "straggler_tail"})
+    a, _ = build_links(net, 200, seed=1)
+    b, _ = build_links(net, 200, seed=1)
+    c, _ = build_links(net, 200, seed=2)
+    assert a.scale == b.scale and a.offset_s == b.offset_s and a.scale != c.scale
+    offsets = np.array(a.offset_s)
+    assert offsets.min() >= 0 and offsets.max() < 3600 and offsets.std() > 500
+
+
+def test_real_mahimahi_pair_with_round_robin_assignment(shared_traces):
+    folder = shared_traces / "mahimahi"
+    net = _network(
+        uplink={
+            "kind": "trace",
+            "format": "mahimahi",
+            "files": [str(folder / "ATT-LTE-driving.up"), str(folder / "TMobile-LTE-short.up")],
+            "assign": "round_robin",
+        },
+    )
+    up, _ = build_links(net, 4, seed=0)
+    assert up.trace_index == [0, 1, 0, 1]
+    # long-run capacities are the files' means (traces.md: 0.83 and 13.32 Mbps)
+    assert up.mean_bps(0) / 1e6 == pytest.approx(0.83, abs=0.01)
+    assert up.mean_bps(1) / 1e6 == pytest.approx(13.32, abs=0.01)
+    # a 1 MB upload needs 667 packets: the slow ATT uplink takes far longer than T-Mobile's
+    assert up.transfer_time(0, 1e6, 0.0) > 5 * up.transfer_time(1, 1e6, 0.0)
