@@ -24,3 +24,11 @@ def located(path: object, key: str | None, problem: str, fix: str | None = None)
     where = f"{path}" if key is None else f"{path}: {key}"
     text = f"{where}: {problem}"
     return f"{text}. Fix: {fix}" if fix else text
+
+
+class DataError(SimulatorError):
+    """A data set file cannot be used (missing columns, bad encoding, unseen labels, ...)."""
+
+
+class ModelError(SimulatorError):
+    """A model cannot be loaded (unknown alias, missing folder, no hub access)."""

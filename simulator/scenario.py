@@ -213,18 +213,141 @@ class SurrogateTraining(Model):
         return self
 
 
+class DataCommon(Model):
+    """What every data source shares: the held-out split and optional size caps."""
+
+    validation: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    max_samples: Annotated[int, Field(gt=0)] | None = None
+    eval_samples: Annotated[int, Field(gt=0)] | None = 512
+
+
+class SyntheticData(DataCommon):
+    """The embedded task: filler text where a few rare keywords decide the label (data.py)."""
+
+    kind: Literal["synthetic"]
+    samples: Annotated[int, Field(ge=20)] = 4000
+    classes: Annotated[int, Field(ge=2, le=16)] = 4
+    topics: Annotated[int, Field(ge=1, le=16)] = 4
+    keywords_per_class: Annotated[int, Field(ge=1, le=8)] = 3
+    words: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (12, 24)
+    distractor_rate: Fraction = 0.3
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticData:
+        _ordered(self.words, "words")
+        return self
+
+
+class FileData(DataCommon):
+    """Local JSONL or CSV: a text column and (for classification) a label column."""
+
+    kind: Literal["jsonl", "csv"]
+    path: str
+    text: str = "text"
+    label: str | None = "label"
+    group: str | None = None
+    labels: list[str] | None = None
+
+
+class PubMedQAData(DataCommon):
+    """PubMedQA's native ori_pqal.json: question + contexts -> yes / no / maybe."""
+
+    kind: Literal["pubmedqa"]
+    path: str
+    group: Literal["mesh", "year", "none"] = "mesh"
+
+
+DataSpec = Annotated[SyntheticData | FileData | PubMedQAData, Field(discriminator="kind")]
+
+
+class Partition(Model):
+    """How the training split is divided among clients (partition.py)."""
+
+    kind: Literal["iid", "dirichlet", "shards"] = "dirichlet"
+    by: Literal["label", "group"] = "label"
+    alpha: PositiveFloat = 0.5
+    shards_per_client: Annotated[int, Field(gt=0)] = 2
+    size_sigma: NonNegFloat = 0.0
+    min_samples: Annotated[int, Field(gt=0)] = 4
+
+
+class Lora(Model):
+    """LoRA through PEFT; target_modules None = PEFT's default for the architecture."""
+
+    rank: Annotated[int, Field(gt=0)] = 8
+    alpha: PositiveFloat = 16.0
+    dropout: OpenFraction = 0.0
+    target_modules: list[str] | None = None
+
+
+class LocalTraining(Model):
+    """S local AdamW steps per client-round."""
+
+    steps: Annotated[int, Field(gt=0)] = 10
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    seq_len: Annotated[int, Field(ge=4)] = 64
+    lr: PositiveFloat = 5e-4
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat | None = 1.0
+
+
+class RealTraining(Model):
+    """Real LoRA fine-tuning of a Hugging Face model at every client event."""
+
+    mode: Literal["real"]
+    model: str = "minilm"
+    task: Literal["classification", "causal_lm"] = "classification"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    lora: Lora = Lora()
+    data: DataSpec
+    partition: Partition = Partition()
+    local: LocalTraining = LocalTraining()
+    executor: Literal["inline", "process", "ray"] = "inline"
+    workers: Annotated[int, Field(gt=0)] = 2
+    eval_batch_size: Annotated[int, Field(gt=0)] = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> RealTraining:
+        if self.task == "classification" and isinstance(self.data, FileData):
+            if self.data.label is None:
+                raise ValueError("classification needs data.label (the label column)")
+        if self.task == "causal_lm" and not isinstance(self.data, FileData):
+            raise ValueError("causal_lm trains on text files: use data.kind = 'jsonl' or 'csv'")
+        if self.partition.by == "group" and not _has_groups(self.data):
+            raise ValueError(
+                "partition.by = 'group' needs a metadata field: set data.group "
+                "(jsonl/csv column, or pubmedqa 'mesh'/'year'), or use by = 'label'"
+            )
+        return self
+
+
+def _has_groups(data: SyntheticData | FileData | PubMedQAData) -> bool:
+    if isinstance(data, FileData):
+        return data.group is not None
+    if isinstance(data, PubMedQAData):
+        return data.group != "none"
+    return True  # the synthetic task has topics
+
+
+Training = Annotated[SurrogateTraining | RealTraining, Field(discriminator="mode")]
+
+
 class Server(Model):
     strategy: Literal["sync"] = "sync"
     rounds: Annotated[int, Field(gt=0)]
 
 
 class Evaluation(Model):
+    """Evaluate every E rounds; targets refer to `metric` (default: the mode's first metric)."""
+
     every: Annotated[int, Field(gt=0)] = 1
     targets: list[Annotated[float, Field(allow_inf_nan=False)]] = []
+    metric: Slug | None = None
 
 
 class Method(Model):
-    """One arm. Surrogate arms give a payload and a compute cost per client-round."""
+    """One arm. Surrogate arms give a payload and a compute cost; real arms name a codec."""
 
     name: Slug
     payload_mb: NonNegFloat | None = None
@@ -233,14 +356,30 @@ class Method(Model):
     compute_tflop: NonNegFloat | None = None
     downlink_mb: NonNegFloat | None = None
     efficiency: PositiveFloat = 1.0
+    codec: Literal["fp32", "fp16"] = "fp16"
+    freeze_a: bool = False
 
-    @model_validator(mode="after")
-    def _check(self) -> Method:
+    def check_surrogate(self) -> None:
+        """Surrogate arms state their payload and compute cost."""
         if (self.payload_mb is None) == (self.bits_per_param is None):
-            raise ValueError("give exactly one of payload_mb or bits_per_param")
+            raise ValueError(
+                f"arm {self.name!r}: give exactly one of payload_mb or bits_per_param"
+            )
         if (self.compute_s is None) == (self.compute_tflop is None):
-            raise ValueError("give exactly one of compute_s or compute_tflop")
-        return self
+            raise ValueError(f"arm {self.name!r}: give exactly one of compute_s or compute_tflop")
+
+    def check_real(self) -> None:
+        """Real arms measure payload and compute; modelled costs would be silently ignored."""
+        modelled = [
+            key
+            for key in ("payload_mb", "bits_per_param", "compute_s", "compute_tflop", "downlink_mb")
+            if getattr(self, key) is not None
+        ]
+        if modelled or self.efficiency != 1.0:
+            raise ValueError(
+                f"arm {self.name!r}: {', '.join(modelled) or 'efficiency'} only apply to "
+                "training.mode = 'surrogate' (real training measures bytes and work); remove them"
+            )
 
 
 class Scenario(Model):
@@ -251,7 +390,7 @@ class Scenario(Model):
     devices: dict[Slug, DeviceSpec] = {}
     network: Network
     availability: Availability = AlwaysAvailable(kind="always")
-    training: SurrogateTraining
+    training: Training
     server: Server
     evaluation: Evaluation = Evaluation()
     methods: list[Method] = Field(min_length=1)
@@ -262,8 +401,13 @@ class Scenario(Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"method names must be unique; repeated: {', '.join(dup)}")
+        for m in self.methods:
+            if self.training.mode == "real":
+                m.check_real()
+            else:
+                m.check_surrogate()
         needs_params = [m.name for m in self.methods if m.bits_per_param is not None]
-        if needs_params and self.training.adapter_params is None:
+        if needs_params and getattr(self.training, "adapter_params", 1) is None:
             raise ValueError(
                 f"methods {needs_params} use bits_per_param; set training.adapter_params"
             )
@@ -381,6 +525,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
     avail = raw.get("availability")
     if isinstance(avail, dict) and isinstance(avail.get("file"), str):
         avail["file"] = _expand([avail["file"]], base, source, "availability.file")[0]
+    data = raw.get("training", {}).get("data") if isinstance(raw.get("training"), dict) else None
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = _expand([data["path"]], base, source, "training.data.path")[0]
 
 
 def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
@@ -400,7 +547,8 @@ def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
                     source,
                     key,
                     f"{pattern!r} matches no file under {base}",
-                    "fix the path, or set network.trace_dir",
+                    "fix the path (relative paths start at the scenario's folder)"
+                    + (", or set network.trace_dir" if key.startswith("network") else ""),
                 )
             )
         found.extend(str(m.resolve()) for m in matches)
