@@ -4,10 +4,13 @@ Per client-round: download the global state over the client's downlink, compute 
 runs at the start of this phase in zero simulated time; the phase lasts the work divided by
 the device speed), upload the message over the uplink. Links are deterministic functions
 of time and clients do not contend, so the server process plans each client-round when it
-starts and schedules one event at its end. A client whose online session ends
-mid-phase loses the round; the phase and the bytes moved so far are recorded. The synchronous
-strategy waits for every selected client that did not drop out; a client that goes offline
-is noticed at once (it disconnects), so the round ends at the latest finish or failure time.
+starts and schedules one event at its end. Each round plans every download first, then hands
+the clients that received the global state to the trainer together (`begin_round`), so an
+executor may train them in parallel; compute and upload are planned after. A client whose
+online session ends mid-phase loses the round; the phase and the bytes moved so far are
+recorded. The synchronous strategy waits for every selected client that did not drop out;
+a client that goes offline is noticed at once (it disconnects), so the round ends at the
+latest finish or failure time.
 
 This module imports no torch: the trainer is handed in.
 """
@@ -64,6 +67,7 @@ class ClientRound:
         "down_bytes",
         "end",
         "energy",
+        "offline_at",
         "phase",
         "round",
         "status",
@@ -82,6 +86,7 @@ class ClientRound:
         self.up_bytes = 0
         self.energy = 0.0
         self.end = -math.inf  # when the client finished or failed
+        self.offline_at = math.inf  # when the client's online session ends
 
     def phase_done(self, index: int, start: float, end: float, offline_at: float) -> bool:
         """Record a phase [start, end), cut at offline_at if the client goes offline first."""
@@ -121,24 +126,31 @@ class Engine:
 
     # --- client side ----------------------------------------------------------------------
 
-    def _plan(self, rec: ClientRound, start: float) -> LocalResult | None:
-        """Fix the client-round's phase times from start; the result if it reaches the server.
+    def _download(self, rec: ClientRound, start: float) -> None:
+        """Fix the download phase from start; a client offline before it ends is interrupted.
 
         Links are deterministic functions of time and clients do not contend, so a client's
-        whole round is known once it has trained: the process then needs one timeout. The
-        trainer runs where the compute phase starts (after a completed download) and trains
-        on the global state the client downloaded.
+        whole round is known at its start: each phase is planned, not simulated step by step.
         """
         w, client = self.world, rec.client
-        offline_at = w.availability.online_until(client, start)
+        rec.offline_at = w.availability.online_until(client, start)
         down = self.trainer.downlink_bytes(client)
         end = start + w.downlinks.transfer_time(client, down, start)
-        if not rec.phase_done(0, start, end, offline_at):
-            rec.down_bytes = int(min(down, w.downlinks.delivered_bytes(client, start, offline_at)))
-            return None
-        rec.down_bytes = down
+        if rec.phase_done(0, start, end, rec.offline_at):
+            rec.down_bytes = down
+        else:
+            delivered = w.downlinks.delivered_bytes(client, start, rec.offline_at)
+            rec.down_bytes = int(min(down, delivered))
+
+    def _compute_and_upload(self, rec: ClientRound) -> LocalResult | None:
+        """Plan compute (the trainer's work, in zero simulated time) and upload after download.
+
+        Returns the result if it reaches the server.
+        """
+        w, client, offline_at = self.world, rec.client, rec.offline_at
         result = self.trainer.train(client, rec.round)
-        start, end = end, end + result.compute_seconds(w.fleet.flops[client])
+        start = rec.end
+        end = start + result.compute_seconds(w.fleet.flops[client])
         if not rec.phase_done(1, start, end, offline_at):
             return None
         up = result.uplink_bytes
@@ -149,23 +161,21 @@ class Engine:
         rec.up_bytes = up
         return result
 
-    def _client_round(self, client: int, round_index: int, dropped: bool) -> simpy.Event:
-        """Start a client-round now; the event fires when the client finishes or fails.
+    def _finish(self, rec: ClientRound) -> simpy.Event:
+        """The event that fires when the client finishes or fails, carrying its record.
 
-        The whole path is planned at its start (see _plan), so a client-round is one timeout
-        event carrying its record rather than a process: the same semantics at a third of
-        the scheduling cost, which matters at a million client-rounds.
+        The whole path is planned at its start, so a client-round is one timeout event rather
+        than a process: the same semantics at a third of the scheduling cost, which matters at
+        a million client-rounds.
         """
-        rec = ClientRound(round_index, client)
-        env = self.env
-        if dropped:
-            rec.status = "dropped"
-            return env.timeout(0.0, rec)
-        result = self._plan(rec, env.now)
-        rec.energy = self.world.fleet.energy_j(client, *rec.busy)
-        if result is not None:
-            self.results[client] = result
-        return env.timeout(rec.end - env.now, rec)
+        if rec.status == "dropped":
+            return self.env.timeout(0.0, rec)
+        if rec.status == "ok":
+            result = self._compute_and_upload(rec)
+            if result is not None:
+                self.results[rec.client] = result
+        rec.energy = self.world.fleet.energy_j(rec.client, *rec.busy)
+        return self.env.timeout(rec.end - self.env.now, rec)
 
     # --- server side ----------------------------------------------------------------------
 
@@ -186,12 +196,14 @@ class Engine:
         start = env.now
         selected = yield from self._select(round_index)
         dropped = w.availability.dropped(round_index, selected).tolist()
-        events = [
-            self._client_round(c, round_index, d)
-            for c, d in zip(selected.tolist(), dropped, strict=True)
-        ]
-        yield env.all_of(events)
-        records: list[ClientRound] = [e.value for e in events]
+        records = [ClientRound(round_index, c) for c in selected.tolist()]
+        for rec, drop in zip(records, dropped, strict=True):
+            if drop:
+                rec.status = "dropped"
+            else:
+                self._download(rec, env.now)
+        self.trainer.begin_round(round_index, [r.client for r in records if r.status == "ok"])
+        yield env.all_of([self._finish(rec) for rec in records])
         received = [(r.client, self.results.pop(r.client)) for r in records if r.status == "ok"]
         self.results.clear()
         self.trainer.aggregate(round_index, received)

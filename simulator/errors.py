@@ -32,3 +32,7 @@ class DataError(SimulatorError):
 
 class ModelError(SimulatorError):
     """A model cannot be loaded (unknown alias, missing folder, no hub access)."""
+
+
+class MessageError(SimulatorError):
+    """An uplink or downlink message cannot be decoded (bad frame, CRC, length or shape)."""

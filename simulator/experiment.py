@@ -13,6 +13,8 @@ import logging
 import math
 import shutil
 import statistics
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,24 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(LOWER_IS_BETTER)
 
 
-def make_trainer(scenario: Scenario, method: Method) -> Trainer:
-    """The trainer for a training mode."""
-    return SurrogateTrainer(scenario, method)
+TrainerFactory = Callable[[Method, Path], Trainer]
+
+
+@contextmanager
+def trainers(scenario: Scenario) -> Iterator[TrainerFactory]:
+    """A factory of per-arm trainers; real training shares one model and executor per run."""
+    if scenario.training.mode == "surrogate":
+        yield lambda method, folder: SurrogateTrainer(scenario, method)
+        return
+    from simulator.executors import make_executor
+    from simulator.training.real import RealTask, RealTrainer
+
+    task = RealTask(scenario)
+    executor = make_executor(scenario, task)
+    try:
+        yield lambda method, folder: RealTrainer(task, executor, method, folder)
+    finally:
+        executor.close()
 
 
 class ArmRun:
@@ -60,7 +77,7 @@ class ArmRun:
     def _evals(self, round_number: int, time_s: float) -> list[tuple[Any, ...]]:
         metrics = self.trainer.evaluate(round_number)
         return [
-            (round_number, time_s, self.uplink_cum, name, value, self.trainer.mode)
+            (round_number, time_s, self.uplink_cum, name, value, self.trainer.source)
             for name, value in metrics.items()
         ]
 
@@ -99,6 +116,7 @@ class ArmRun:
             first, now = state["next_round"], state["now"]
             self.bar.update(first - 1)
         self.engine.run(first, now, self._on_round)
+        self.trainer.finish(self.recorder.folder)
         self.recorder.finish(
             summarise(self.recorder.folder, self.scenario, self.method, self.trainer.mode)
         )
@@ -109,6 +127,23 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _first_crossing(evals: list[dict[str, str]], metric: str | None, target: float) -> dict:
+    """Where an arm first reached a target on a metric (or `reached: false`)."""
+    better = (lambda v: v <= target) if lower_is_better(metric or "") else (lambda v: v >= target)
+    hit = next(
+        (e for e in evals if e["metric"] == metric and better(float(e["value"]))),
+        None,
+    )
+    return {
+        "metric": metric,
+        "target": target,
+        "reached": hit is not None,
+        "round": None if hit is None else int(hit["round"]),
+        "time_s": None if hit is None else float(hit["time_s"]),
+        "uplink_bytes": None if hit is None else int(hit["uplink_bytes_cum"]),
+    }
+
+
 def summarise(folder: Path, scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
     """Totals, round-duration statistics, final metrics and time/bytes to each target."""
     rounds = _read_rows(folder / "rounds.csv")
@@ -117,32 +152,8 @@ def summarise(folder: Path, scenario: Scenario, method: Method, mode: str) -> di
     final: dict[str, float] = {}
     for e in evals:
         final[e["metric"]] = float(e["value"])
-    targets = []
-    for metric in final:
-        for target in scenario.evaluation.targets:
-            hit = next(
-                (
-                    e
-                    for e in evals
-                    if e["metric"] == metric
-                    and (
-                        float(e["value"]) <= target
-                        if lower_is_better(metric)
-                        else float(e["value"]) >= target
-                    )
-                ),
-                None,
-            )
-            targets.append(
-                {
-                    "metric": metric,
-                    "target": target,
-                    "reached": hit is not None,
-                    "round": None if hit is None else int(hit["round"]),
-                    "time_s": None if hit is None else float(hit["time_s"]),
-                    "uplink_bytes": None if hit is None else int(hit["uplink_bytes_cum"]),
-                }
-            )
+    metric = scenario.evaluation.metric or next(iter(final), None)
+    targets = [_first_crossing(evals, metric, target) for target in scenario.evaluation.targets]
     return {
         "arm": method.name,
         "mode": mode,
@@ -217,7 +228,10 @@ def run_scenario(
     world = build_world(scenario, source)
     folders = []
     total = len(methods) * scenario.server.rounds
-    with tqdm(total=total, disable=not progress, unit="round", desc=scenario.name) as bar:
+    with (
+        trainers(scenario) as make_trainer,
+        tqdm(total=total, disable=not progress, unit="round", desc=scenario.name) as bar,
+    ):
         for method in methods:
             folder = out / method.name
             folders.append(folder)
@@ -225,7 +239,7 @@ def run_scenario(
                 bar.update(scenario.server.rounds)
                 continue
             bar.set_postfix_str(method.name)
-            trainer = make_trainer(scenario, method)
+            trainer = make_trainer(method, folder)
             recorder = ArmRecorder(folder, _manifest(scenario, method, trainer.mode), resume)
             write_json_atomic(folder / "scenario.json", resolved_dict(scenario))
             try:

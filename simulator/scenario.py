@@ -309,9 +309,21 @@ class RealTraining(Model):
 
     @model_validator(mode="after")
     def _check(self) -> RealTraining:
-        if self.task == "classification" and isinstance(self.data, FileData):
-            if self.data.label is None:
-                raise ValueError("classification needs data.label (the label column)")
+        if (
+            self.task == "classification"
+            and isinstance(self.data, FileData)
+            and not self.data.label
+        ):
+            raise ValueError("classification needs data.label (the label column)")
+        if (
+            self.task == "causal_lm"
+            and self.partition.by == "label"
+            and self.partition.kind != "iid"
+        ):
+            raise ValueError(
+                "causal_lm text has no labels to partition by: set partition.kind = 'iid', "
+                "or partition.by = 'group' with data.group"
+            )
         if self.task == "causal_lm" and not isinstance(self.data, FileData):
             raise ValueError("causal_lm trains on text files: use data.kind = 'jsonl' or 'csv'")
         if self.partition.by == "group" and not _has_groups(self.data):
@@ -331,6 +343,8 @@ def _has_groups(data: SyntheticData | FileData | PubMedQAData) -> bool:
 
 
 Training = Annotated[SurrogateTraining | RealTraining, Field(discriminator="mode")]
+
+METRICS = {"classification": ("accuracy", "loss"), "causal_lm": ("perplexity", "nll")}
 
 
 class Server(Model):
@@ -362,9 +376,7 @@ class Method(Model):
     def check_surrogate(self) -> None:
         """Surrogate arms state their payload and compute cost."""
         if (self.payload_mb is None) == (self.bits_per_param is None):
-            raise ValueError(
-                f"arm {self.name!r}: give exactly one of payload_mb or bits_per_param"
-            )
+            raise ValueError(f"arm {self.name!r}: give exactly one of payload_mb or bits_per_param")
         if (self.compute_s is None) == (self.compute_tflop is None):
             raise ValueError(f"arm {self.name!r}: give exactly one of compute_s or compute_tflop")
 
@@ -401,6 +413,12 @@ class Scenario(Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"method names must be unique; repeated: {', '.join(dup)}")
+        metric = self.evaluation.metric
+        if metric is not None and metric not in self.metrics():
+            raise ValueError(
+                f"evaluation.metric {metric!r} is not reported by this training; "
+                f"use one of {', '.join(self.metrics())}"
+            )
         for m in self.methods:
             if self.training.mode == "real":
                 m.check_real()
@@ -412,6 +430,12 @@ class Scenario(Model):
                 f"methods {needs_params} use bits_per_param; set training.adapter_params"
             )
         return self
+
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics evaluation reports, the default target metric first."""
+        if isinstance(self.training, SurrogateTraining):
+            return (self.training.metric,)
+        return METRICS[self.training.task]
 
     def method(self, name: str) -> Method:
         """The arm called name."""

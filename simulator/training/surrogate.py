@@ -15,6 +15,7 @@ dropouts and stragglers cut by a strategy slow convergence, and a method that lo
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from simulator import seeds
@@ -28,6 +29,7 @@ class SurrogateTrainer:
     """Fixed per-method payload and compute, a quality curve driven by received samples."""
 
     mode = "surrogate"
+    source = "surrogate"
 
     def __init__(self, scenario: Scenario, method: Method) -> None:
         self.training = scenario.training
@@ -45,6 +47,9 @@ class SurrogateTrainer:
     def downlink_bytes(self, client: int) -> int:
         """The same broadcast size for every client."""
         return self.down_bytes
+
+    def begin_round(self, round_index: int, clients: list[int]) -> None:
+        """Nothing to prepare: results are fixed sizes and costs."""
 
     def train(self, client: int, round_index: int) -> LocalResult:
         """No math: the method's payload size and compute cost."""
@@ -74,3 +79,6 @@ class SurrogateTrainer:
     def restore(self, state: dict[str, Any]) -> None:
         """Resume from state()."""
         self.progress = float(state["progress"])
+
+    def finish(self, folder: Path) -> None:
+        """No artefacts: nothing was trained."""

@@ -1,0 +1,1 @@
+"""Update codecs (client-side encode, server-side decode) and their wire format."""

@@ -1,0 +1,55 @@
+"""What a codec sees: the flat adapter layout, a seed, and per-client state kept outside it.
+
+A codec turns a client's flat update into real bytes on the client (`encode`) and back into a
+flat update on the server (`decode`). Codec objects hold no per-client state: anything that
+persists across a client's rounds (e.g. an error-feedback residual) lives in `CodecContext.state`,
+which the trainer stores per client, so one codec object serves every client and executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Group:
+    """One named block of the flat vector (a LoRA matrix or a head tensor)."""
+
+    name: str
+    offset: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        """Number of coordinates."""
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class CodecContext:
+    """The layout of the flat vector, the client-round's seed and the client's own state."""
+
+    groups: tuple[Group, ...]
+    seed: int = 0
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Length of the flat vector."""
+        last = self.groups[-1]
+        return last.offset + last.size
+
+
+class Codec(Protocol):
+    """Client-side encode, server-side decode; `len(encode(...))` is the uplink size."""
+
+    name: str
+
+    def encode(self, update: np.ndarray, context: CodecContext) -> bytes:
+        """The message a client sends for this flat float32 update."""
+
+    def decode(self, message: bytes, context: CodecContext) -> np.ndarray:
+        """The flat float32 update a message carries; raises MessageError if malformed."""

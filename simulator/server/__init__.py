@@ -1,0 +1,1 @@
+"""The server side: decoding-agnostic aggregation of client updates."""

