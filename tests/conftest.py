@@ -84,12 +84,21 @@ def tiny_models(tmp_path_factory, minilm_path: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path))
     torch.manual_seed(0)
-    small = {"num_hidden_layers": 2, "num_attention_heads": 2}
+    vocab = tokenizer.vocab_size
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     bert = BertModel(
-        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, **small)
+        BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            **no_dropout,
+        )
     )
+    no_dropout = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
     gpt = GPT2LMHeadModel(
-        GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=128)
+        GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=128, **no_dropout)
     )
     folders = {}
     for name, model in (("bert", bert), ("gpt2", gpt)):
@@ -98,3 +107,21 @@ def tiny_models(tmp_path_factory, minilm_path: Path) -> dict[str, Path]:
         tokenizer.save_pretrained(folder)
         folders[name] = folder
     return folders
+
+
+def real_scenario_dict(model: str | Path, **sections: object) -> dict:
+    """A small real-training scenario (synthetic task, 8 clients, 4 per round, 3 rounds)."""
+    raw = scenario_dict(
+        population={"clients": 8, "per_round": 4, "mix": {"mid_phone": 1, "laptop": 1}},
+        training={
+            "mode": "real",
+            "model": str(model),
+            "device": "cpu",
+            "data": {"kind": "synthetic", "samples": 400, "eval_samples": 100},
+            "local": {"steps": 3, "batch_size": 8, "seq_len": 32, "lr": 3e-3},
+        },
+        evaluation={"targets": [0.5]},
+        methods=[{"name": "fp16", "codec": "fp16"}],
+    )
+    raw.update(sections)
+    return raw

@@ -97,7 +97,7 @@ def test_saved_adapter_loads_with_peft(tiny_models, tmp_path):
 
 
 def test_causal_lm_loads_with_default_targets(tiny_models):
-    data = {"kind": "jsonl", "path": "unused.jsonl", "label": None}
+    data = {"kind": "jsonl", "path": "unused.jsonl"}
     causal = spec(str(tiny_models["gpt2"]), task="causal_lm", data=data, partition={"kind": "iid"})
     model = load_model(causal, 0, 0, seed=0)
     assert all("attn.c_attn.lora_" in g.name for g in model.groups)

@@ -1,0 +1,128 @@
+"""Local training: seeded and repeatable, token hooks see true embedding gradients, masks bite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from simulator.scenario import LocalTraining, RealTraining
+from simulator.training.data import load_data, tokenize
+from simulator.training.flops import FlopModel
+from simulator.training.local import train_local
+from simulator.training.models import load_model, load_tokenizer
+
+SETTINGS = LocalTraining(steps=3, batch_size=4, seq_len=32, lr=1e-2)
+
+
+class Recorder:
+    """A hook that scores every step, optionally masking every other token after [CLS]."""
+
+    def __init__(self, mask: bool = False) -> None:
+        self.mask = mask
+        self.seen: list[tuple] = []
+
+    def wants_scores(self, step: int) -> bool:
+        return True
+
+    def weights(self, step, batch):
+        if not self.mask:
+            return None
+        w = torch.ones_like(batch.input_ids, dtype=torch.float32)
+        w[:, 1::2] = 0.0
+        return w
+
+    def observe(self, step, batch, token_loss, token_grad_sq):
+        self.seen.append((step, batch, token_loss.clone(), token_grad_sq.clone()))
+
+
+def _setup(tiny_models, task: str = "classification", tmp_path=None):
+    if task == "classification":
+        raw = {"mode": "real", "model": str(tiny_models["bert"]), "device": "cpu"}
+        spec = RealTraining.model_validate({**raw, "data": {"kind": "synthetic", "samples": 60}})
+    else:
+        path = tmp_path / "text.jsonl"
+        lines = [f'{{"text": "the {w} sat on the mat and the {w} ran"}}' for w in ("cat", "dog")]
+        path.write_text("\n".join(lines * 10) + "\n")
+        spec = RealTraining.model_validate(
+            {
+                "mode": "real",
+                "model": str(tiny_models["gpt2"]),
+                "task": "causal_lm",
+                "device": "cpu",
+                "data": {"kind": "jsonl", "path": str(path)},
+                "partition": {"kind": "iid"},
+            }
+        )
+    data = load_data(spec.data, spec.task, seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, SETTINGS.seq_len)
+    model = load_model(spec, len(data.label_names), tokenizer.pad_token_id, seed=0)
+    return model, tokens, data.train[:12], FlopModel.of(model.model, spec.task)
+
+
+def test_same_seed_same_delta_other_seed_differs(tiny_models):
+    model, tokens, rows, flops = _setup(tiny_models)
+    start = model.get_flat()
+    runs = []
+    for entropy in (1, 1, 2):
+        model.set_flat(start)
+        delta, stats = train_local(
+            model, tokens, rows, SETTINGS, flops, np.random.SeedSequence(entropy)
+        )
+        runs.append(delta)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+    assert np.abs(runs[0]).max() > 0
+    assert stats.steps == 3 and stats.tokens <= stats.positions
+
+
+def test_hook_sees_the_embedding_gradient_of_the_step(tiny_models):
+    model, tokens, rows, flops = _setup(tiny_models)
+    start = model.get_flat()
+    hook = Recorder()
+    _, stats = train_local(model, tokens, rows, SETTINGS, flops, np.random.SeedSequence(3), hook)
+    assert [s[0] for s in hook.seen] == [1, 2, 3]
+    shapes = [tuple(b.input_ids.shape) for _, b, _, _ in hook.seen]
+    assert stats.work_flop == sum(flops.train_step(*shape) for shape in shapes)
+    assert stats.positions == sum(b * t for b, t in shapes)
+    _, batch, token_loss, grad_sq = hook.seen[0]
+    model.set_flat(start)  # the state the first step started from
+    embeds = model.model.get_input_embeddings()(batch.input_ids).detach().requires_grad_()
+    logits = model.model(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+    per_seq = F.cross_entropy(logits, batch.labels, reduction="none")
+    (grad,) = torch.autograd.grad(per_seq.mean(), embeds)
+    torch.testing.assert_close(grad_sq, grad.pow(2).sum(-1))
+    assert (grad_sq[batch.attention_mask == 0] == 0).all()
+    torch.testing.assert_close(token_loss[:, 0], per_seq.detach())
+
+
+def test_zero_weight_tokens_contribute_no_gradient_classification(tiny_models):
+    model, tokens, rows, flops = _setup(tiny_models)
+    hook = Recorder(mask=True)
+    train_local(model, tokens, rows, SETTINGS, flops, np.random.SeedSequence(4), hook)
+    for _, batch, _, grad_sq in hook.seen:
+        masked = torch.zeros_like(grad_sq, dtype=torch.bool)
+        masked[:, 1::2] = True
+        assert (grad_sq[masked] == 0).all()
+        kept = ~masked & (batch.attention_mask == 1)
+        assert (grad_sq[kept] > 0).all()
+
+
+def test_causal_lm_weights_select_loss_terms(tiny_models, tmp_path):
+    model, tokens, rows, flops = _setup(tiny_models, "causal_lm", tmp_path)
+    start = model.get_flat()
+    hook = Recorder(mask=True)
+    _, stats = train_local(model, tokens, rows, SETTINGS, flops, np.random.SeedSequence(5), hook)
+    _, batch, token_loss, _ = hook.seen[0]
+    assert (token_loss[:, 0] == 0).all()  # nothing predicts the first token
+    kept = batch.attention_mask[:, 1:].float() * hook.weights(1, batch)[:, 1:]
+    trained_on = float((token_loss[:, 1:] * kept).sum() / kept.sum())
+    assert stats.loss_first == pytest.approx(trained_on, rel=1e-5)
+    assert trained_on != pytest.approx(float(token_loss[:, 1:].sum() / (token_loss > 0).sum()))
+    model.set_flat(start)
+    logits = model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    manual = F.cross_entropy(logits[0, :-1], batch.input_ids[0, 1:], reduction="none")
+    width = int(batch.attention_mask[0].sum())
+    torch.testing.assert_close(token_loss[0, 1:width], manual[: width - 1].detach())

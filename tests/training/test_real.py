@@ -1,0 +1,167 @@
+"""Real training end to end: MiniLM learns, executors agree, resume is exact, real data runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import real_scenario_dict
+
+from simulator.experiment import load_resumable, prepare_out, run_scenario
+from simulator.methods.packing import OVERHEAD
+from simulator.recorder import ArmRecorder
+from simulator.scenario import load_scenario
+
+pytestmark = pytest.mark.slow
+TABLES = ("rounds.csv", "clients.csv", "evals.csv", "partition.csv", "summary.json")
+
+
+def _run(write_scenario, raw: dict, out: Path, *overrides: str) -> list[Path]:
+    path = write_scenario(raw)
+    scenario = load_scenario(path, overrides)
+    prepare_out(out, path, scenario, force=True)
+    return run_scenario(scenario, out, progress=False)
+
+
+def _evals(folder: Path, metric: str) -> list[float]:
+    with open(folder / "evals.csv", newline="") as fh:
+        return [float(r["value"]) for r in csv.DictReader(fh) if r["metric"] == metric]
+
+
+def test_minilm_learns_the_embedded_task(write_scenario, tmp_path):
+    raw = real_scenario_dict(
+        "minilm",
+        server={"rounds": 6},
+        evaluation={"every": 3, "targets": [0.6]},
+    )
+    raw["training"]["data"] = {"kind": "synthetic", "samples": 800, "eval_samples": 200}
+    raw["training"]["local"] = {"steps": 8, "batch_size": 8, "seq_len": 48, "lr": 2e-3}
+    (arm,) = _run(write_scenario, raw, tmp_path / "run")
+    accuracy = _evals(arm, "accuracy")
+    assert accuracy[0] < 0.4  # chance is 0.25 over four classes
+    assert accuracy[-1] >= 0.7
+    summary = json.loads((arm / "summary.json").read_text())
+    assert summary["mode"] == "real" and summary["targets"][0]["reached"]
+    rows = list(csv.DictReader(open(arm / "clients.csv", newline="")))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {int(r["uplink_bytes"]) for r in ok} == {OVERHEAD + 2 * (24 * 8 * 384 + 4 * 384 + 4)}
+    assert all(float(r["compute_end_s"]) > float(r["compute_start_s"]) for r in ok)
+
+
+@pytest.mark.parametrize(
+    "executor",
+    [
+        "process",
+        pytest.param(
+            "ray",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("ray") is None, reason="Ray not installed (extra 'ray')"
+            ),
+        ),
+    ],
+)
+def test_executors_give_identical_files(write_scenario, tiny_models, tmp_path, executor):
+    raw = real_scenario_dict(tiny_models["bert"])
+    inline = _run(write_scenario, raw, tmp_path / "inline")
+    other = _run(
+        write_scenario,
+        raw,
+        tmp_path / executor,
+        f"training.executor={executor}",
+        "training.workers=2",
+    )
+    for a, b in zip(inline, other, strict=True):
+        for name in TABLES[:-1]:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        np.testing.assert_array_equal(np.load(a / "adapter-r3.npy"), np.load(b / "adapter-r3.npy"))
+
+
+def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_path, monkeypatch):
+    raw = real_scenario_dict(
+        tiny_models["bert"],
+        server={"rounds": 4},
+        methods=[{"name": "fp32", "codec": "fp32"}, {"name": "ffa", "freeze_a": True}],
+    )
+    reference = _run(write_scenario, raw, tmp_path / "ref")
+    original = ArmRecorder.append
+    calls = {"n": 0}
+
+    def crash(self, rows, state):
+        calls["n"] += 1
+        if calls["n"] == 5 + 3:  # arm 1 done (1 + 4 appends), 2 rounds into arm 2
+            raise KeyboardInterrupt
+        return original(self, rows, state)
+
+    monkeypatch.setattr(ArmRecorder, "append", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(write_scenario, raw, tmp_path / "cut")
+    monkeypatch.setattr(ArmRecorder, "append", original)
+    cut = tmp_path / "cut"
+    resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    for a, b in zip(reference, resumed, strict=True):
+        for name in TABLES:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)
+
+
+def test_final_adapter_loads_with_peft_and_scores_the_same(write_scenario, tiny_models, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from simulator.training.data import load_data, tokenize
+    from simulator.training.models import load_tokenizer
+
+    (arm,) = _run(write_scenario, real_scenario_dict(tiny_models["bert"]), tmp_path / "run")
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=4)
+    model = PeftModel.from_pretrained(base, arm / "adapter").eval()
+    scenario = load_scenario(write_scenario(real_scenario_dict(tiny_models["bert"])))
+    data = load_data(scenario.training.data, "classification", scenario.seed)
+    tokens = tokenize(data, load_tokenizer(scenario.training), 32)
+    rows = torch.from_numpy(data.validation)
+    with torch.no_grad():
+        logits = model(
+            input_ids=tokens.input_ids[rows], attention_mask=tokens.attention_mask[rows]
+        ).logits
+    accuracy = float((logits.argmax(-1) == tokens.labels[rows]).float().mean())
+    assert accuracy == pytest.approx(_evals(arm, "accuracy")[-1])
+
+
+def test_pubmedqa_short_run(write_scenario, tiny_models, shared_datasets, tmp_path):
+    raw = real_scenario_dict(tiny_models["bert"], server={"rounds": 2})
+    raw["population"]["clients"] = 10
+    raw["training"]["data"] = {
+        "kind": "pubmedqa",
+        "path": str(shared_datasets / "pubmedqa" / "ori_pqal.json"),
+        "eval_samples": 100,
+    }
+    raw["training"]["partition"] = {"kind": "dirichlet", "alpha": 0.3}
+    raw["training"]["local"] = {"steps": 2, "batch_size": 4, "seq_len": 64}
+    (arm,) = _run(write_scenario, raw, tmp_path / "run")
+    rows = list(csv.DictReader(open(arm / "partition.csv", newline="")))
+    assert len(rows) == 10 and list(rows[0])[2:] == ["yes", "no", "maybe"]
+    assert sum(int(r["samples"]) for r in rows) == 800  # 1000 records, 20% held out
+    assert len(_evals(arm, "accuracy")) == 3
+
+
+def test_causal_lm_run_reports_perplexity(write_scenario, tiny_models, tmp_path):
+    text = tmp_path / "text.jsonl"
+    words = ("river", "stone", "cloud", "field")
+    lines = [f'{{"text": "the {a} and the {b} met by the {a}"}}' for a in words for b in words]
+    text.write_text("\n".join(lines * 5) + "\n")
+    raw = real_scenario_dict(tiny_models["gpt2"], evaluation={"targets": [1e9]})
+    raw["training"].update(
+        task="causal_lm",
+        data={"kind": "jsonl", "path": str(text)},
+        partition={"kind": "iid"},
+    )
+    (arm,) = _run(write_scenario, raw, tmp_path / "run")
+    perplexity = _evals(arm, "perplexity")
+    assert len(perplexity) == 4 and perplexity[-1] < perplexity[0]
+    nll = _evals(arm, "nll")
+    assert perplexity[-1] == pytest.approx(np.exp(nll[-1]))
+    summary = json.loads((arm / "summary.json").read_text())
+    assert summary["targets"][0]["metric"] == "perplexity" and summary["targets"][0]["round"] == 0
