@@ -27,12 +27,33 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.set)
     build_world(scenario, str(args.scenario))  # loads every trace: bad files fail here too
     arms = ", ".join(m.name for m in scenario.methods)
+    data = _check_training(scenario)
     print(
         f"{args.scenario}: OK: {scenario.population.clients} clients, "
         f"{scenario.population.per_round} per round, {scenario.server.rounds} rounds, "
-        f"{scenario.training.mode} training, arms: {arms}"
+        f"{scenario.training.mode} training{data}, arms: {arms}"
     )
     return 0
+
+
+def _check_training(scenario: Scenario) -> str:
+    """Real training: resolve the model, load and partition the data (bad input fails here,
+    before a run directory is touched); a short description of it."""
+    if scenario.training.mode != "real":
+        return ""
+    from simulator.training.data import load_data
+    from simulator.training.models import resolve_model
+    from simulator.training.partition import partition
+
+    spec = scenario.training
+    resolve_model(spec.model)
+    data = load_data(spec.data, spec.task, scenario.seed)
+    parts = partition(spec.partition, data, scenario.population.clients, scenario.seed)
+    sizes = [len(p) for p in parts]
+    return (
+        f" of {spec.model} on {len(data.train)} examples ({len(data.validation)} held out, "
+        f"{min(sizes)}-{max(sizes)} per client)"
+    )
 
 
 def _check_arms(text: str | None, scenario: Scenario) -> list[str] | None:
@@ -63,6 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario, overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
         _check_arms(args.arms, scenario)
+        _check_training(scenario)
         prepare_out(out, Path(args.scenario), scenario, args.force)
         source = str(args.scenario)
     arms = _check_arms(args.arms, scenario)

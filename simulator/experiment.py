@@ -117,6 +117,7 @@ class ArmRun:
             self.bar.update(first - 1)
         self.engine.run(first, now, self._on_round)
         self.trainer.finish(self.recorder.folder)
+        self.recorder.manifest["host_seconds_math"] = self.trainer.host_seconds()
         self.recorder.finish(
             summarise(self.recorder.folder, self.scenario, self.method, self.trainer.mode)
         )

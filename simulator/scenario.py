@@ -455,6 +455,11 @@ _FIXES = {
 }
 
 
+def _branch_tags(node: dict[str, Any]) -> tuple[Any, ...]:
+    """The discriminator values of a union member (pydantic puts them in error locations)."""
+    return node.get("kind"), node.get("mode")
+
+
 def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     """Dotted key; list positions of methods are shown by arm name when it is known."""
     parts: list[str] = []
@@ -465,7 +470,7 @@ def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
             parts[-1] += f"[{name!r}]" if name else f"[{item}]"
             node = node[item]
             continue
-        if isinstance(node, dict) and item not in node and node.get("kind") == item:
+        if isinstance(node, dict) and item not in node and item in _branch_tags(node):
             continue  # discriminated-union branch name, not a key
         parts.append(str(item))
         node = node.get(item) if isinstance(node, dict) else None

@@ -85,3 +85,21 @@ def test_replay_real_mahimahi_traces_from_trace_dir(write_scenario, tmp_path, sh
     rounds = (out / "dense" / "rounds.csv").read_text().splitlines()
     assert len(rounds) == 4
     assert all(float(r.split(",")[3]) > 2.0 for r in rounds[1:])  # slower than compute alone
+
+
+def test_bad_data_file_fails_before_forced_overwrite(write_scenario, tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\nhello there,a\nsecond row\n", encoding="utf-8")
+    raw = scenario_dict(
+        training={"mode": "real", "data": {"kind": "csv", "path": str(data)}},
+        methods=[{"name": "fp16"}],
+    )
+    out = tmp_path / "run"
+    (out / "fp16").mkdir(parents=True)
+    (out / "fp16" / "rounds.csv").write_text("earlier results\n")
+    code = main(["run", str(write_scenario(raw)), "--out", str(out), "--force", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "data.csv: line 3" in err
+    assert (out / "fp16" / "rounds.csv").read_text() == "earlier results\n"
+    assert main(["validate", str(write_scenario(raw))]) == 2

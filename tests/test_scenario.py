@@ -123,3 +123,38 @@ def test_override_errors_are_clear(write_scenario):
 def test_sessions_need_params_or_file(write_scenario):
     raw = scenario_dict(availability={"kind": "sessions", "mean_online_s": 10.0})
     assert "mean_online_s and mean_offline_s" in _error(write_scenario, raw)
+
+
+def _real(**training) -> dict:
+    base = {"mode": "real", "data": {"kind": "synthetic"}}
+    return scenario_dict(training={**base, **training}, methods=[{"name": "fp16"}])
+
+
+def test_real_mode_defaults_and_codec(write_scenario):
+    scenario = load_scenario(write_scenario(_real()))
+    assert scenario.training.model == "minilm" and scenario.training.lora.rank == 8
+    assert scenario.method("fp16").codec == "fp16" and scenario.metrics()[0] == "accuracy"
+
+
+def test_real_mode_rejects_modelled_costs(write_scenario):
+    raw = _real()
+    raw["methods"] = [{"name": "dense", "payload_mb": 1.0}]
+    message = _error(write_scenario, raw)
+    assert "arm 'dense': payload_mb only apply to training.mode = 'surrogate'" in message
+
+
+def test_real_mode_bad_values_name_their_keys(write_scenario):
+    message = _error(write_scenario, _real(data={"kind": "parquet"}))
+    assert "training.data" in message and "parquet" in message
+    message = _error(write_scenario, _real(), "evaluation.metric=bleu")
+    assert "evaluation.metric 'bleu'" in message and "accuracy, loss" in message
+    causal = _real(task="causal_lm", data={"kind": "jsonl", "path": "scenario.toml"})
+    assert "partition.kind = 'iid'" in _error(write_scenario, causal)
+    message = _error(write_scenario, _real(local={"steps": 0}))
+    assert "training.local.steps" in message
+
+
+def test_missing_data_file_names_key_and_folder(write_scenario):
+    message = _error(write_scenario, _real(data={"kind": "pubmedqa", "path": "nope.json"}))
+    assert "training.data.path: 'nope.json' matches no file" in message
+    assert "relative paths start at the scenario's folder" in message

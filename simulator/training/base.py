@@ -63,3 +63,6 @@ class Trainer(Protocol):
 
     def finish(self, folder: Path) -> None:
         """Write final artefacts (e.g. the trained adapter) into the arm folder."""
+
+    def host_seconds(self) -> dict[str, float]:
+        """Host seconds this process spent in model math, by part (for the manifest)."""

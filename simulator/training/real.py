@@ -235,6 +235,16 @@ class RealTrainer:
         self.global_flat = np.load(path)
         self.round_done = int(state["round"])
 
+    def host_seconds(self) -> dict[str, float]:
+        """Forward, backward and optimizer seconds of local training (in whichever process ran
+        it) and evaluation seconds, since this trainer was created."""
+        return {
+            "forward": self.host.forward,
+            "backward": self.host.backward,
+            "optimizer": self.host.optimizer,
+            "evaluation": self.host_eval,
+        }
+
     def finish(self, folder: Path) -> None:
         """Save the final adapter with PEFT's save_pretrained and drop the round files."""
         self.task.use(self.arm)

@@ -82,3 +82,7 @@ class SurrogateTrainer:
 
     def finish(self, folder: Path) -> None:
         """No artefacts: nothing was trained."""
+
+    def host_seconds(self) -> dict[str, float]:
+        """No model math."""
+        return {}

@@ -28,9 +28,13 @@ def _run(write_scenario, raw: dict, out: Path, *overrides: str) -> list[Path]:
     return run_scenario(scenario, out, progress=False)
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def _evals(folder: Path, metric: str) -> list[float]:
-    with open(folder / "evals.csv", newline="") as fh:
-        return [float(r["value"]) for r in csv.DictReader(fh) if r["metric"] == metric]
+    return [float(r["value"]) for r in _rows(folder / "evals.csv") if r["metric"] == metric]
 
 
 def test_minilm_learns_the_embedded_task(write_scenario, tmp_path):
@@ -47,7 +51,7 @@ def test_minilm_learns_the_embedded_task(write_scenario, tmp_path):
     assert accuracy[-1] >= 0.7
     summary = json.loads((arm / "summary.json").read_text())
     assert summary["mode"] == "real" and summary["targets"][0]["reached"]
-    rows = list(csv.DictReader(open(arm / "clients.csv", newline="")))
+    rows = _rows(arm / "clients.csv")
     ok = [r for r in rows if r["status"] == "ok"]
     assert {int(r["uplink_bytes"]) for r in ok} == {OVERHEAD + 2 * (24 * 8 * 384 + 4 * 384 + 4)}
     assert all(float(r["compute_end_s"]) > float(r["compute_start_s"]) for r in ok)
@@ -141,7 +145,7 @@ def test_pubmedqa_short_run(write_scenario, tiny_models, shared_datasets, tmp_pa
     raw["training"]["partition"] = {"kind": "dirichlet", "alpha": 0.3}
     raw["training"]["local"] = {"steps": 2, "batch_size": 4, "seq_len": 64}
     (arm,) = _run(write_scenario, raw, tmp_path / "run")
-    rows = list(csv.DictReader(open(arm / "partition.csv", newline="")))
+    rows = _rows(arm / "partition.csv")
     assert len(rows) == 10 and list(rows[0])[2:] == ["yes", "no", "maybe"]
     assert sum(int(r["samples"]) for r in rows) == 800  # 1000 records, 20% held out
     assert len(_evals(arm, "accuracy")) == 3

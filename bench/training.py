@@ -1,0 +1,176 @@
+"""Real-training benchmarks: local-training tokens/s, simulator overhead, memory vs clients.
+
+1. Tokens/s of local training, MiniLM + LoRA r = 8 (query, value) on the embedded task, at the
+   quickstart's settings (batch 8, sequence 48) and at a larger batch (16 × 128).
+2. The share of host time the quickstart spends outside forward/backward/optimizer (evaluation
+   forward passes counted as forward), over the whole run, model loading included; target
+   ≤ 10 %. Forward/backward/optimizer seconds come from the run's manifests
+   (`host_seconds_math`), the total from a clock around the run.
+3. Peak resident memory of a real-training run with 1,000 clients against 10 clients (same data,
+   5 per round, 3 rounds; each in a fresh process); target: within 1.5×.
+
+Not a test: it prints a table and writes bench/results/training.json.
+
+    .venv/bin/python bench/training.py
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from simulator.experiment import prepare_out, run_scenario
+from simulator.scenario import load_scenario, scenario_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "scenarios" / "quickstart.toml"
+TARGET_OVERHEAD = 0.10
+TARGET_MEMORY_RATIO = 1.5
+STEPS = 30
+
+
+def tokens_per_second() -> list[dict]:
+    """Local-training throughput at two batch shapes."""
+    from simulator.training.local import train_local
+    from simulator.training.real import RealTask
+
+    rows = []
+    for batch, length in ((8, 48), (16, 128)):
+        scenario = load_scenario(
+            QUICKSTART,
+            [
+                f"training.local.batch_size={batch}",
+                f"training.local.seq_len={length}",
+                f"training.local.steps={STEPS}",
+                "training.data.words=[40, 120]",
+            ],
+        )
+        task = RealTask(scenario)
+        spec = scenario.training.local
+        indices = task.data.train[:400]
+        start = time.perf_counter()
+        _, stats = train_local(
+            task.model, task.tokens, indices, spec, task.flops, np.random.SeedSequence(0)
+        )
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "batch": batch,
+                "seq_len": length,
+                "steps": stats.steps,
+                "host_s": round(seconds, 3),
+                "tokens_per_s": round(stats.tokens / seconds),
+                "positions_per_s": round(stats.positions / seconds),
+                "ms_per_step": round(1000 * seconds / stats.steps, 1),
+                "gflop_per_s": round(stats.work_flop / seconds / 1e9, 1),
+            }
+        )
+    return rows
+
+
+def overhead() -> dict:
+    """Host-time share of the quickstart outside the model's math."""
+    scenario = load_scenario(QUICKSTART)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        prepare_out(out, QUICKSTART, scenario, force=True)
+        start = time.perf_counter()
+        folders = run_scenario(scenario, out, progress=False)
+        total = time.perf_counter() - start
+        parts: dict[str, float] = {}
+        for folder in folders:
+            math = json.loads((folder / "manifest.json").read_text())["host_seconds_math"]
+            for name, seconds in math.items():
+                parts[name] = parts.get(name, 0.0) + seconds
+    inside = sum(parts.values())
+    return {
+        "host_s_total": round(total, 2),
+        "host_s_math": {k: round(v, 2) for k, v in parts.items()},
+        "overhead_share": round(1 - inside / total, 4),
+        "overhead_share_without_evaluation": round(1 - (inside - parts["evaluation"]) / total, 4),
+    }
+
+
+MEMORY_CHILD = """
+import json, resource, sys, tempfile
+from pathlib import Path
+from simulator.experiment import run_scenario
+from simulator.scenario import scenario_from_dict
+raw = json.loads(sys.argv[1])
+scenario = scenario_from_dict(raw, "bench/training.py", Path.cwd())
+with tempfile.TemporaryDirectory() as tmp:
+    run_scenario(scenario, Path(tmp), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_memory_mb(clients: int) -> float:
+    """Peak RSS of a short real run with this many clients, in a fresh process."""
+    raw = load_scenario(QUICKSTART).model_dump(mode="json")
+    raw["population"].update(clients=clients, per_round=5)
+    raw["server"]["rounds"] = 3
+    raw["training"]["data"].update(samples=6000)
+    raw["training"]["partition"].update(min_samples=2)
+    raw["methods"] = raw["methods"][:1]
+    scenario_from_dict(json.loads(json.dumps(raw)), "bench/training.py", ROOT)  # validate
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, json.dumps(raw)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> dict:
+    """Run the three measurements, print a table and write the JSON."""
+    throughput = tokens_per_second()
+    print(f"{'batch':>6} {'seq':>5} {'ms/step':>8} {'tokens/s':>9} {'GFLOP/s':>8}")
+    for row in throughput:
+        print(
+            f"{row['batch']:>6} {row['seq_len']:>5} {row['ms_per_step']:>8} "
+            f"{row['tokens_per_s']:>9} {row['gflop_per_s']:>8}"
+        )
+    share = overhead()
+    print(
+        f"quickstart: {share['host_s_total']} s host, overhead share "
+        f"{share['overhead_share']:.1%} (target <= {TARGET_OVERHEAD:.0%})"
+    )
+    memory = {n: round(peak_memory_mb(n), 1) for n in (10, 1000)}
+    ratio = memory[1000] / memory[10]
+    print(f"peak RSS: 10 clients {memory[10]} MB, 1,000 clients {memory[1000]} MB, x{ratio:.2f}")
+    result = {
+        "benchmark": "real_training",
+        "command": "python bench/training.py",
+        "local_training": throughput,
+        "quickstart_overhead": share,
+        "target_overhead_share": TARGET_OVERHEAD,
+        "peak_rss_mb": {"clients_10": memory[10], "clients_1000": memory[1000]},
+        "memory_ratio": round(ratio, 3),
+        "target_memory_ratio": TARGET_MEMORY_RATIO,
+        "met": share["overhead_share"] <= TARGET_OVERHEAD and ratio <= TARGET_MEMORY_RATIO,
+        "host": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "peak_rss_mb_this_process": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            ),
+        },
+    }
+    out = Path(__file__).parent / "results" / "training.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
