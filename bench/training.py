@@ -100,7 +100,7 @@ def overhead() -> dict:
 
 
 MEMORY_CHILD = """
-import json, resource, sys, tempfile
+import json, sys, tempfile
 from pathlib import Path
 from simulator.experiment import run_scenario
 from simulator.scenario import scenario_from_dict
@@ -108,12 +108,16 @@ raw = json.loads(sys.argv[1])
 scenario = scenario_from_dict(raw, "bench/training.py", Path.cwd())
 with tempfile.TemporaryDirectory() as tmp:
     run_scenario(scenario, Path(tmp), progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+status = Path("/proc/self/status").read_text().splitlines()
+print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024)
 """
 
 
 def peak_memory_mb(clients: int) -> float:
-    """Peak RSS of a short real run with this many clients, in a fresh process."""
+    """Peak RSS (VmHWM) of a short real run with this many clients, in a fresh process.
+
+    VmHWM, not getrusage: ru_maxrss survives exec and would report this process's peak.
+    """
     raw = load_scenario(QUICKSTART).model_dump(mode="json")
     raw["population"].update(clients=clients, per_round=5)
     raw["server"]["rounds"] = 3

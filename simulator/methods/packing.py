@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
+
 from simulator.errors import MessageError
 
 MAGIC = b"FSTQ"
@@ -56,3 +58,132 @@ def unframe(message: bytes, codec_id: int, size: int) -> tuple[int, memoryview]:
     if got_size != size:
         raise MessageError(f"update of {got_size} coordinates, the model has {size}")
     return flags, memoryview(message)[_HEADER.size : _HEADER.size + length]
+
+
+# --- payload primitives -------------------------------------------------------------------
+#
+# b-bit unsigned integers are packed little-endian within bytes (value i occupies bits
+# [i·b, (i+1)·b) of the stream). Widths that divide 8 (1, 2, 4, 8) and 16 are packed by
+# reshaping, without expanding to one byte per bit; other widths go through a bit matrix.
+
+
+def pack_uint(values: np.ndarray, bits: int) -> bytes:
+    """Pack non-negative integers < 2**bits (1 <= bits <= 32) into ⌈n·bits/8⌉ bytes."""
+    if not 1 <= bits <= 32:
+        raise ValueError(f"bits must be in 1..32, got {bits}")
+    v = np.asarray(values).reshape(-1)
+    if bits == 16:
+        return v.astype("<u2").tobytes()
+    if bits == 32:
+        return v.astype("<u4").tobytes()
+    if 8 % bits == 0:
+        per = 8 // bits
+        padded = np.zeros(-(-v.size // per) * per, dtype=np.uint8)
+        padded[: v.size] = v
+        out = padded[0::per].copy()
+        for i in range(1, per):
+            out |= padded[i::per] << np.uint8(i * bits)
+        return out.tobytes()
+    v = v.astype(np.uint32)
+    bit_matrix = ((v[:, None] >> np.arange(bits, dtype=np.uint32)) & 1).astype(np.uint8)
+    return np.packbits(bit_matrix.reshape(-1), bitorder="little").tobytes()
+
+
+def packed_size(count: int, bits: int) -> int:
+    """Bytes pack_uint produces for count values of this width."""
+    return -(-count * bits // 8)
+
+
+def unpack_uint(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
+    """Inverse of pack_uint: the first count values (uint32), MessageError if data is short."""
+    need = packed_size(count, bits)
+    if len(data) < need:
+        raise MessageError(f"{count} values of {bits} bits need {need} bytes, got {len(data)}")
+    raw = np.frombuffer(data, dtype=np.uint8, count=need)
+    if bits == 16:
+        return raw.view("<u2").astype(np.uint32)
+    if bits == 32:
+        return raw.view("<u4").astype(np.uint32)
+    if 8 % bits == 0:
+        per = 8 // bits
+        mask = np.uint8((1 << bits) - 1)
+        values = np.empty(need * per, dtype=np.uint8)
+        for i in range(per):
+            values[i::per] = (raw >> np.uint8(i * bits)) & mask
+        return values[:count].astype(np.uint32)
+    flat = np.unpackbits(raw, bitorder="little")[: count * bits].reshape(count, bits)
+    return (flat.astype(np.uint32) << np.arange(bits, dtype=np.uint32)).sum(axis=1, dtype=np.uint32)
+
+
+_POSITIONS = struct.Struct("<BIB")  # mode (0 bitmap, 1 deltas), count, delta width
+BITMAP, DELTAS = 0, 1
+
+
+def _gaps(positions: np.ndarray) -> tuple[np.ndarray, int]:
+    """Gap coding of sorted positions (first position, then differences minus one), width."""
+    gaps = np.diff(np.asarray(positions, dtype=np.int64), prepend=-1) - 1
+    return gaps, max(1, int(gaps.max()).bit_length()) if gaps.size else 1
+
+
+def encode_positions(positions: np.ndarray, size: int) -> bytes:
+    """Sorted unique positions in [0, size): the smaller of a bitmap and fixed-width gaps."""
+    gaps, width = _gaps(positions)
+    if packed_size(gaps.size, width) < packed_size(size, 1):
+        return _POSITIONS.pack(DELTAS, gaps.size, width) + pack_uint(gaps, width)
+    bitmap = np.zeros(size, dtype=np.uint8)
+    bitmap[positions] = 1
+    head = _POSITIONS.pack(BITMAP, gaps.size, 0)
+    return head + np.packbits(bitmap, bitorder="little").tobytes()
+
+
+def positions_size(positions: np.ndarray, size: int) -> int:
+    """Bytes encode_positions would produce, without encoding."""
+    gaps, width = _gaps(positions)
+    return _POSITIONS.size + min(packed_size(gaps.size, width), packed_size(size, 1))
+
+
+class Reader:
+    """Sequential reads from a payload; every overrun or bad value is a MessageError."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data)
+        self.at = 0
+
+    def take(self, n: int) -> memoryview:
+        """The next n bytes."""
+        if n < 0 or self.at + n > len(self.data):
+            raise MessageError(f"payload truncated: need {n} bytes at offset {self.at}")
+        chunk = self.data[self.at : self.at + n]
+        self.at += n
+        return chunk
+
+    def unpack(self, fmt: struct.Struct) -> tuple:
+        """The next struct."""
+        return fmt.unpack(self.take(fmt.size))
+
+    def uints(self, bits: int, count: int) -> np.ndarray:
+        """The next count packed values of this width."""
+        return unpack_uint(self.take(packed_size(count, bits)), bits, count)
+
+    def positions(self, size: int) -> np.ndarray:
+        """The next encode_positions block for a group of this size (checked)."""
+        mode, count, width = self.unpack(_POSITIONS)
+        if count > size:
+            raise MessageError(f"{count} positions in a group of {size}")
+        if mode == BITMAP:
+            bits = np.unpackbits(
+                np.frombuffer(self.take(packed_size(size, 1)), dtype=np.uint8), bitorder="little"
+            )
+            found = np.flatnonzero(bits[:size])
+        elif mode == DELTAS and 1 <= width <= 32:
+            found = np.cumsum(self.uints(width, count).astype(np.int64) + 1) - 1
+        else:
+            raise MessageError(f"bad position block (mode {mode}, width {width})")
+        if found.size != count or (count and found[-1] >= size):
+            raise MessageError(f"position block does not fit a group of {size}")
+        return found
+
+    def done(self) -> None:
+        """The payload must be consumed exactly."""
+        if self.at != len(self.data):
+            raise MessageError(f"{len(self.data) - self.at} unexpected trailing payload bytes")
