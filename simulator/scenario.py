@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.errors import ScenarioError, located
+from simulator.methods import registry
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -370,7 +371,8 @@ class Method(Model):
     compute_tflop: NonNegFloat | None = None
     downlink_mb: NonNegFloat | None = None
     efficiency: PositiveFloat = 1.0
-    codec: Literal["fp32", "fp16"] = "fp16"
+    codec: str = "fp16"
+    codec_options: dict[str, Any] = {}
     freeze_a: bool = False
 
     def check_surrogate(self) -> None:
@@ -392,6 +394,16 @@ class Method(Model):
                 f"arm {self.name!r}: {', '.join(modelled) or 'efficiency'} only apply to "
                 "training.mode = 'surrogate' (real training measures bytes and work); remove them"
             )
+        cls = registry.resolve(self.codec, registry.BUILTIN_CODECS, "codec")
+        try:
+            registry.validate_options(cls, self.codec_options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(options)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(
+                f"arm {self.name!r}: codec_options for {self.codec!r}: {problems}"
+            ) from None
 
 
 class Scenario(Model):

@@ -158,3 +158,14 @@ def test_missing_data_file_names_key_and_folder(write_scenario):
     message = _error(write_scenario, _real(data={"kind": "pubmedqa", "path": "nope.json"}))
     assert "training.data.path: 'nope.json' matches no file" in message
     assert "relative paths start at the scenario's folder" in message
+
+
+def test_codec_names_and_options_are_checked_at_load(write_scenario):
+    raw = _real()
+    raw["methods"] = [{"name": "x", "codec": "zip"}]
+    assert "unknown codec 'zip'; use one of" in _error(write_scenario, raw)
+    raw["methods"] = [{"name": "x", "codec": "fp16", "codec_options": {"bits": 4}}]
+    message = _error(write_scenario, raw)
+    assert "arm 'x': codec_options for 'fp16': bits: Extra inputs are not permitted" in message
+    raw["methods"] = [{"name": "x", "codec": "nowhere.module:Codec"}]
+    assert "cannot import codec 'nowhere.module:Codec'" in _error(write_scenario, raw)

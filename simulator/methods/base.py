@@ -30,11 +30,21 @@ class Group:
 
 @dataclass
 class CodecContext:
-    """The layout of the flat vector, the client-round's seed and the client's own state."""
+    """What a codec may use besides the update itself.
+
+    groups: the layout of the flat vector. seed: the client-round's seed (stochastic codecs
+    draw only from it, so results do not depend on the executor). state: the client's own
+    persistent state (e.g. an error-feedback residual under "residual"), which the codec reads
+    and replaces and the trainer keeps per client. fisher: the diagonal Fisher estimate of the
+    adapter coordinates from local training, for codecs whose class sets `needs_fisher`.
+    budget_bytes: a cap on len(message) for budgeted codecs (None: no cap).
+    """
 
     groups: tuple[Group, ...]
     seed: int = 0
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    fisher: np.ndarray | None = None
+    budget_bytes: int | None = None
 
     @property
     def size(self) -> int:
@@ -47,6 +57,8 @@ class Codec(Protocol):
     """Client-side encode, server-side decode; `len(encode(...))` is the uplink size."""
 
     name: str
+    codec_id: int  # written into every frame; unique among codecs
+    needs_fisher: bool  # whether local training must estimate the diagonal Fisher
 
     def encode(self, update: np.ndarray, context: CodecContext) -> bytes:
         """The message a client sends for this flat float32 update."""

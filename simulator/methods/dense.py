@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
+from pydantic import BaseModel
 
 from simulator.errors import MessageError
 from simulator.methods.base import CodecContext
 from simulator.methods.packing import frame, unframe
+from simulator.methods.registry import NoOptions
 
 
-class DenseCodec:
+class _Dense:
     """The whole flat update in one floating-point dtype, little-endian."""
 
-    def __init__(self, name: str, codec_id: int, dtype: str) -> None:
-        self.name = name
-        self.codec_id = codec_id
-        self.dtype = np.dtype(dtype).newbyteorder("<")
+    name: ClassVar[str]
+    codec_id: ClassVar[int]
+    dtype: ClassVar[np.dtype]
+    needs_fisher = False
+    Options = NoOptions
+
+    def __init__(self, options: BaseModel | None = None) -> None:
+        self.options = options
 
     def encode(self, update: np.ndarray, context: CodecContext) -> bytes:
         """Cast and frame (fp16 rounds to nearest; overflow saturates to ±inf like any cast)."""
@@ -34,12 +42,17 @@ class DenseCodec:
         return values
 
 
-CODECS = {
-    "fp32": DenseCodec("fp32", 1, "float32"),
-    "fp16": DenseCodec("fp16", 2, "float16"),
-}
+class DenseFP32(_Dense):
+    """fp32: exact."""
+
+    name = "fp32"
+    codec_id = 1
+    dtype = np.dtype("<f4")
 
 
-def get_codec(name: str) -> DenseCodec:
-    """The codec registered under a scenario name."""
-    return CODECS[name]
+class DenseFP16(_Dense):
+    """fp16: the FedAvg-LoRA reference of the paper (16 bits per value)."""
+
+    name = "fp16"
+    codec_id = 2
+    dtype = np.dtype("<f2")

@@ -28,8 +28,8 @@ import numpy as np
 
 from simulator import seeds
 from simulator.errors import RunDirError
+from simulator.methods import registry
 from simulator.methods.base import CodecContext
-from simulator.methods.dense import get_codec
 from simulator.scenario import Method, Scenario
 from simulator.server.aggregation import fedavg
 from simulator.training.base import LocalResult
@@ -51,12 +51,17 @@ class Arm:
 
     name: str
     codec: str
+    codec_options: dict[str, Any]
     freeze_a: bool
 
     @classmethod
     def of(cls, method: Method) -> Arm:
         """The arm of a scenario method."""
-        return cls(method.name, method.codec, method.freeze_a)
+        return cls(method.name, method.codec, dict(method.codec_options), method.freeze_a)
+
+    def make_codec(self) -> Any:
+        """A codec object for this arm (stateless: per-client state travels in the context)."""
+        return registry.codec(self.codec, self.codec_options)
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ class RealTask:
             self.model, self.tokens, indices, self.spec.local, self.flops, seed
         )
         context = self.context(arm, job.client, job.round, dict(job.state))
-        message = get_codec(arm.codec).encode(delta, context)
+        message = arm.make_codec().encode(delta, context)
         return Update(job.client, message, len(indices), stats, context.state)
 
     def evaluate(self, arm: Arm, flat: np.ndarray) -> dict[str, float]:
@@ -153,7 +158,7 @@ class RealTrainer:
         self.executor = executor
         self.arm = Arm.of(method)
         self.folder = folder
-        self.codec = get_codec(self.arm.codec)
+        self.codec = self.arm.make_codec()
         self.global_flat = task.initial_flat(self.arm)
         self.groups = task.model.groups
         self.round_done = 0
@@ -163,7 +168,8 @@ class RealTrainer:
         self.host_eval = 0.0
         folder.mkdir(parents=True, exist_ok=True)
         write_histogram(folder / "partition.csv", task.parts, task.data)
-        down = get_codec(DOWNLINK_CODEC).encode(self.global_flat, CodecContext(self.groups))
+        downlink = registry.codec(DOWNLINK_CODEC)
+        down = downlink.encode(self.global_flat, CodecContext(self.groups))
         self.down_bytes = len(down)
 
     def downlink_bytes(self, client: int) -> int:

@@ -7,8 +7,8 @@ import pytest
 
 from simulator.errors import MessageError
 from simulator.methods.base import CodecContext, Group
-from simulator.methods.dense import get_codec
 from simulator.methods.packing import OVERHEAD, frame, unframe
+from simulator.methods.registry import codec
 
 CONTEXT = CodecContext((Group("a", 0, (3, 4)), Group("b", 12, (5,))))
 
@@ -19,16 +19,16 @@ def _update(seed: int = 0) -> np.ndarray:
 
 def test_fp32_round_trip_is_exact_and_sized():
     update = _update()
-    message = get_codec("fp32").encode(update, CONTEXT)
+    message = codec("fp32").encode(update, CONTEXT)
     assert len(message) == OVERHEAD + 4 * 17
-    np.testing.assert_array_equal(get_codec("fp32").decode(message, CONTEXT), update)
+    np.testing.assert_array_equal(codec("fp32").decode(message, CONTEXT), update)
 
 
 def test_fp16_round_trip_within_half_an_ulp():
     update = _update(1)
-    message = get_codec("fp16").encode(update, CONTEXT)
+    message = codec("fp16").encode(update, CONTEXT)
     assert len(message) == OVERHEAD + 2 * 17
-    decoded = get_codec("fp16").decode(message, CONTEXT)
+    decoded = codec("fp16").decode(message, CONTEXT)
     ulp = np.spacing(np.abs(update).astype(np.float16)).astype(np.float32)
     assert np.all(np.abs(decoded - update) <= ulp / 2 + 1e-12)
     assert not np.array_equal(decoded, update)
@@ -47,9 +47,9 @@ def test_fp16_round_trip_within_half_an_ulp():
     ids=["truncated", "header-only", "magic", "flipped-byte", "trailing", "empty"],
 )
 def test_damaged_messages_raise_message_error(damage):
-    message = get_codec("fp16").encode(_update(), CONTEXT)
+    message = codec("fp16").encode(_update(), CONTEXT)
     with pytest.raises(MessageError):
-        get_codec("fp16").decode(damage(message), CONTEXT)
+        codec("fp16").decode(damage(message), CONTEXT)
 
 
 def test_frame_checks_codec_and_size():
@@ -65,6 +65,6 @@ def test_frame_checks_codec_and_size():
 def test_non_finite_values_are_rejected():
     update = _update()
     update[3] = np.inf
-    message = get_codec("fp32").encode(update, CONTEXT)
+    message = codec("fp32").encode(update, CONTEXT)
     with pytest.raises(MessageError, match="non-finite"):
-        get_codec("fp32").decode(message, CONTEXT)
+        codec("fp32").decode(message, CONTEXT)

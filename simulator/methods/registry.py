@@ -1,0 +1,55 @@
+"""Codecs and token policies by name: the built-ins and any `package.module:Class`.
+
+A scenario names a codec (`codec = "qsgd"`) with options (`codec_options = { bits = 4 }`) and a
+token policy (`token_policy = "fisher"`) with options. Each class declares its options as a
+pydantic model `Options`; they are validated when the scenario loads, so a misspelt option
+fails before anything runs. A user class named `package.module:Class` is imported and used the
+same way, and must provide the same attributes (`Options`, and for codecs a unique `codec_id`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+BUILTIN_CODECS = {
+    "fp32": "simulator.methods.dense:DenseFP32",
+    "fp16": "simulator.methods.dense:DenseFP16",
+}
+BUILTIN_POLICIES: dict[str, str] = {}
+
+
+class NoOptions(BaseModel):
+    """For classes without options: any given option is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def resolve(name: str, builtins: dict[str, str], what: str) -> type:
+    """The class a name refers to; ValueError (shown as a scenario error) when unknown."""
+    target = builtins.get(name, name)
+    if ":" not in target:
+        known = ", ".join(sorted(builtins))
+        raise ValueError(f"unknown {what} {name!r}; use one of {known} or 'package.module:Class'")
+    module_name, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {what} {target!r}: {exc}") from None
+
+
+def validate_options(cls: type, options: dict[str, Any]) -> BaseModel:
+    """The class's options, validated (pydantic ValidationError when wrong)."""
+    return getattr(cls, "Options", NoOptions).model_validate(options)
+
+
+def build(cls: type, options: dict[str, Any]) -> Any:
+    """An instance configured with validated options."""
+    return cls(validate_options(cls, options))
+
+
+def codec(name: str, options: dict[str, Any] | None = None) -> Any:
+    """A codec instance by scenario name."""
+    return build(resolve(name, BUILTIN_CODECS, "codec"), options or {})
