@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import simpy
 
 from simulator.devices import AvailabilityModel, Fleet, build_fleet
+from simulator.network.faults import LOST, FaultModel
 from simulator.network.link import LinkSet, build_links
 from simulator.scenario import Method, Scenario
 from simulator.training.base import LocalResult, Trainer
@@ -46,6 +47,7 @@ class World:
     uplinks: LinkSet
     downlinks: LinkSet
     availability: AvailabilityModel
+    faults: FaultModel
 
 
 def build_world(scenario: Scenario, source: str = "scenario") -> World:
@@ -53,9 +55,9 @@ def build_world(scenario: Scenario, source: str = "scenario") -> World:
     n = scenario.population.clients
     fleet = build_fleet(scenario.population, scenario.devices, scenario.seed, source)
     uplinks, downlinks = build_links(scenario.network, n, scenario.seed)
-    return World(
-        scenario, fleet, uplinks, downlinks, AvailabilityModel(scenario.availability, scenario.seed)
-    )
+    availability = AvailabilityModel(scenario.availability, scenario.seed)
+    faults = FaultModel(scenario.faults, scenario.seed)
+    return World(scenario, fleet, uplinks, downlinks, availability, faults)
 
 
 class ClientRound:
@@ -159,7 +161,11 @@ class Engine:
             rec.up_bytes = int(min(up, w.uplinks.delivered_bytes(client, start, offline_at)))
             return None
         rec.up_bytes = up
-        return result
+        received = w.faults.apply(rec.round, client, result.message)
+        if received is None:
+            rec.status = LOST
+            return None
+        return replace(result, message=received)
 
     def _finish(self, rec: ClientRound) -> simpy.Event:
         """The event that fires when the client finishes or fails, carrying its record.
@@ -202,12 +208,29 @@ class Engine:
                 rec.status = "dropped"
             else:
                 self._download(rec, env.now)
-        self.trainer.begin_round(round_index, [r.client for r in records if r.status == "ok"])
+        ready = {r.client: r.end for r in records if r.status == "ok"}
+        self.trainer.begin_round(round_index, list(ready), self._uplink_capacity(ready))
         yield env.all_of([self._finish(rec) for rec in records])
         received = [(r.client, self.results.pop(r.client)) for r in records if r.status == "ok"]
         self.results.clear()
-        self.trainer.aggregate(round_index, received)
-        return RoundOutcome(round_index, start, env.now, records, len(received))
+        rejected = self.trainer.aggregate(round_index, received)
+        for rec in records:
+            if rec.client in rejected:
+                rec.status = "corrupt"
+        return RoundOutcome(round_index, start, env.now, records, len(received) - len(rejected))
+
+    def _uplink_capacity(self, ready: dict[int, float]) -> Callable[[int, float], int]:
+        """Bytes a client's uplink delivers within `seconds` of receiving the global state.
+
+        What a client can measure before it trains; a link-aware codec sizes its message by it.
+        """
+        uplinks = self.world.uplinks
+
+        def capacity(client: int, seconds: float) -> int:
+            start = ready[client]
+            return int(uplinks.delivered_bytes(client, start, start + seconds))
+
+        return capacity
 
     def run(
         self, first_round: int, start_s: float, on_round: Callable[[RoundOutcome], None]
@@ -251,6 +274,8 @@ class RoundOutcome:
             self.received,
             statuses.count("dropped"),
             statuses.count("interrupted"),
+            statuses.count("corrupt"),
+            statuses.count(LOST),
             sum(c.up_bytes for c in self.clients),
             sum(c.down_bytes for c in self.clients),
             float(energies.mean()),

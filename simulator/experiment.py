@@ -23,7 +23,7 @@ from tqdm import tqdm
 from simulator.engine import Engine, RoundOutcome, World, build_world
 from simulator.errors import RunDirError
 from simulator.network.link import trace_files
-from simulator.recorder import ArmRecorder, read_json, write_json_atomic
+from simulator.recorder import ROUND_COLUMNS, ArmRecorder, read_json, write_json_atomic
 from simulator.scenario import Method, Scenario, resolved_dict, scenario_from_dict
 from simulator.training.base import Trainer
 from simulator.training.surrogate import SurrogateTrainer
@@ -91,7 +91,7 @@ class ArmRun:
 
     def _on_round(self, outcome: RoundOutcome) -> None:
         row = outcome.row()
-        self.uplink_cum += row[8]
+        self.uplink_cum += row[ROUND_COLUMNS.index("uplink_bytes")]
         devices = self.devices
         rows: dict[str, list] = {
             "rounds": [row],

@@ -31,7 +31,7 @@ from typing import Any
 
 from simulator.errors import RunDirError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ROUND_COLUMNS = (
     "round",
@@ -42,6 +42,8 @@ ROUND_COLUMNS = (
     "received",
     "dropped",
     "interrupted",
+    "corrupt",
+    "lost",
     "uplink_bytes",
     "downlink_bytes",
     "energy_j_mean",

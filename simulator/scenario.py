@@ -373,7 +373,10 @@ class Method(Model):
     efficiency: PositiveFloat = 1.0
     codec: str = "fp16"
     codec_options: dict[str, Any] = {}
+    token_policy: str = registry.NO_POLICY
+    token_options: dict[str, Any] = {}
     freeze_a: bool = False
+    local_steps: Annotated[int, Field(gt=0)] | None = None
 
     def check_surrogate(self) -> None:
         """Surrogate arms state their payload and compute cost."""
@@ -394,16 +397,40 @@ class Method(Model):
                 f"arm {self.name!r}: {', '.join(modelled) or 'efficiency'} only apply to "
                 "training.mode = 'surrogate' (real training measures bytes and work); remove them"
             )
-        cls = registry.resolve(self.codec, registry.BUILTIN_CODECS, "codec")
+        self._check_options("codec", self.codec, self.codec_options, registry.BUILTIN_CODECS)
+        if self.token_policy != registry.NO_POLICY:
+            self._check_options(
+                "token policy", self.token_policy, self.token_options, registry.BUILTIN_POLICIES
+            )
+        elif self.token_options:
+            raise ValueError(f"arm {self.name!r}: token_options need a token_policy")
+
+    def _check_options(
+        self, what: str, name: str, options: dict[str, Any], builtins: dict[str, str]
+    ) -> None:
+        cls = registry.resolve(name, builtins, what)
         try:
-            registry.validate_options(cls, self.codec_options)
+            registry.validate_options(cls, options)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or '(options)'}: {e['msg']}" for e in exc.errors()
             )
-            raise ValueError(
-                f"arm {self.name!r}: codec_options for {self.codec!r}: {problems}"
-            ) from None
+            key = "codec_options" if what == "codec" else "token_options"
+            raise ValueError(f"arm {self.name!r}: {key} for {name!r}: {problems}") from None
+
+
+class Faults(Model):
+    """Uploads damaged in transit, as fractions of the uploads that complete (seeded)."""
+
+    drop: Fraction = 0.0  # lost: the server never receives the message
+    corrupt: Fraction = 0.0  # one byte flipped
+    truncate: Fraction = 0.0  # cut at a random length
+
+    @model_validator(mode="after")
+    def _check(self) -> Faults:
+        if self.drop + self.corrupt + self.truncate > 1:
+            raise ValueError("drop + corrupt + truncate must not exceed 1")
+        return self
 
 
 class Scenario(Model):
@@ -417,6 +444,7 @@ class Scenario(Model):
     training: Training
     server: Server
     evaluation: Evaluation = Evaluation()
+    faults: Faults = Faults()
     methods: list[Method] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -425,6 +453,11 @@ class Scenario(Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"method names must be unique; repeated: {', '.join(dup)}")
+        if self.training.mode == "surrogate" and (self.faults.corrupt or self.faults.truncate):
+            raise ValueError(
+                "faults.corrupt and faults.truncate damage real message bytes: they need "
+                "training.mode = 'real' (faults.drop works in both modes)"
+            )
         metric = self.evaluation.metric
         if metric is not None and metric not in self.metrics():
             raise ValueError(

@@ -22,6 +22,7 @@ DOMAINS = (
     "data",
     "training",
     "quality",
+    "faults",
 )
 
 

@@ -139,3 +139,22 @@ def test_paper_lte20_table_reproduced(tmp_path):
         if folder.name == "fed-fstq":
             assert energy == {146.28}
     assert got == expected
+
+
+def test_lost_uploads_are_counted_sent_but_not_received(write_scenario, tmp_path):
+    raw = scenario_dict(faults={"drop": 0.5}, server={"rounds": 6})
+    arm = _run(write_scenario, tmp_path, raw)
+    clients = _rows(arm, "clients")
+    lost = [c for c in clients if c["status"] == "lost"]
+    assert 0 < len(lost) < len(clients)
+    assert all(int(c["uplink_bytes"]) == 1_000_000 for c in lost)  # sent in full, then lost
+    for r in _rows(arm, "rounds"):
+        mine = [c for c in clients if c["round"] == r["round"]]
+        assert int(r["lost"]) == sum(c["status"] == "lost" for c in mine)
+        assert int(r["received"]) == sum(c["status"] == "ok" for c in mine)
+        assert float(r["duration_s"]) == 4.0  # a lost upload still took its time
+
+
+def test_corrupt_faults_need_real_messages(write_scenario):
+    with pytest.raises(Exception, match="need training.mode = 'real'"):
+        load_scenario(write_scenario(scenario_dict(faults={"corrupt": 0.1})))

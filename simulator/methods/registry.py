@@ -17,8 +17,17 @@ from pydantic import BaseModel, ConfigDict
 BUILTIN_CODECS = {
     "fp32": "simulator.methods.dense:DenseFP32",
     "fp16": "simulator.methods.dense:DenseFP16",
+    "qsgd": "simulator.methods.qsgd:QSGD",
+    "topk": "simulator.methods.topk:TopK",
+    "signsgd": "simulator.methods.signsgd:SignSGD",
+    "fstq": "simulator.methods.fstq:FedFSTQ",
 }
-BUILTIN_POLICIES: dict[str, str] = {}
+BUILTIN_POLICIES = {
+    "fisher": "simulator.methods.tokens:FisherTokens",
+    "loss": "simulator.methods.tokens:LossTokens",
+    "random": "simulator.methods.tokens:RandomTokens",
+}
+NO_POLICY = "none"  # train on every token
 
 
 class NoOptions(BaseModel):
@@ -53,3 +62,10 @@ def build(cls: type, options: dict[str, Any]) -> Any:
 def codec(name: str, options: dict[str, Any] | None = None) -> Any:
     """A codec instance by scenario name."""
     return build(resolve(name, BUILTIN_CODECS, "codec"), options or {})
+
+
+def policy(name: str, options: dict[str, Any] | None = None) -> Any | None:
+    """A token policy instance by scenario name (None for "none")."""
+    if name == NO_POLICY:
+        return None
+    return build(resolve(name, BUILTIN_POLICIES, "token policy"), options or {})

@@ -7,6 +7,7 @@ duration comes from `LocalResult.compute_s`, or from `work_flop` divided by the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,14 +44,21 @@ class Trainer(Protocol):
     def downlink_bytes(self, client: int) -> int:
         """Bytes of the global model state a client downloads before training."""
 
-    def begin_round(self, round_index: int, clients: list[int]) -> None:
-        """These clients received the global state and train now (a trainer may batch them)."""
+    def begin_round(
+        self, round_index: int, clients: list[int], uplink: Callable[[int, float], int]
+    ) -> None:
+        """These clients received the global state and train now (a trainer may batch them).
+
+        uplink(client, seconds) is the bytes the client's uplink can deliver within that many
+        seconds from now, for codecs that size their message by the link.
+        """
 
     def train(self, client: int, round_index: int) -> LocalResult:
         """Run the client's local round from the current global state."""
 
-    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> None:
-        """Fold the received updates into the global state."""
+    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> set[int]:
+        """Fold the received updates into the global state; the clients whose message was
+        rejected (failed to decode) are returned, and left out."""
 
     def evaluate(self, round_index: int) -> dict[str, float]:
         """Metrics of the global state, by name."""

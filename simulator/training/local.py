@@ -81,6 +81,7 @@ class LocalStats:
     loss_first: float = float("nan")
     loss_last: float = float("nan")
     host: HostTime = field(default_factory=HostTime)
+    fisher: np.ndarray | None = None  # diagonal Fisher EMA of the adapter, when asked for
 
 
 def _batches(
@@ -134,14 +135,21 @@ def train_local(
     flops: FlopModel,
     seed: np.random.SeedSequence,
     hook: TokenHook | None = None,
+    fisher_rho: float | None = None,
 ) -> tuple[np.ndarray, LocalStats]:
-    """Run the local steps from the model's current adapter; (delta, stats)."""
+    """Run the local steps from the model's current adapter; (delta, stats).
+
+    With fisher_rho, also estimate the diagonal Fisher of the adapter coordinates as an EMA of
+    the squared (token-masked, unclipped) gradients, F̂ ← ρF̂ + (1−ρ)·g⊙g from F̂ = 0
+    (Algorithm 1), into stats.fisher.
+    """
     gen = np.random.default_rng(seed)
     torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
     start = model.get_flat()
     optimizer = torch.optim.AdamW(model.params, lr=settings.lr, weight_decay=settings.weight_decay)
     embed = model.model.get_input_embeddings()
     stats = LocalStats()
+    fisher = None if fisher_rho is None else torch.zeros(model.size, device=model.device)
     model.model.train()
     device = model.device
     for step, cpu_batch in enumerate(
@@ -160,12 +168,17 @@ def train_local(
         t2 = time.perf_counter()
         if scores:
             hook.observe(step, batch, token_loss.detach(), embeds.grad.float().pow(2).sum(-1))
+        if fisher is not None:
+            grads = torch.cat([p.grad.reshape(-1).float() for p in model.params])
+            fisher.mul_(fisher_rho).add_(grads.square(), alpha=1 - fisher_rho)
         if settings.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.params, settings.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         t3 = time.perf_counter()
         _count(stats, batch, float(loss.detach()), flops, (t1 - t0, t2 - t1, t3 - t2))
+    if fisher is not None:
+        stats.fisher = fisher.cpu().numpy()
     return model.get_flat() - start, stats
 
 

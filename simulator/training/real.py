@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from simulator import seeds
-from simulator.errors import RunDirError
+from simulator.errors import MessageError, RunDirError
 from simulator.methods import registry
 from simulator.methods.base import CodecContext
 from simulator.scenario import Method, Scenario
@@ -52,16 +53,31 @@ class Arm:
     name: str
     codec: str
     codec_options: dict[str, Any]
+    token_policy: str
+    token_options: dict[str, Any]
     freeze_a: bool
+    local_steps: int | None
 
     @classmethod
     def of(cls, method: Method) -> Arm:
         """The arm of a scenario method."""
-        return cls(method.name, method.codec, dict(method.codec_options), method.freeze_a)
+        return cls(
+            method.name,
+            method.codec,
+            dict(method.codec_options),
+            method.token_policy,
+            dict(method.token_options),
+            method.freeze_a,
+            method.local_steps,
+        )
 
     def make_codec(self) -> Any:
         """A codec object for this arm (stateless: per-client state travels in the context)."""
         return registry.codec(self.codec, self.codec_options)
+
+    def make_policy(self) -> Any | None:
+        """The arm's token policy, or None to train on every token."""
+        return registry.policy(self.token_policy, self.token_options)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class Job:
     round: int
     global_flat: np.ndarray
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    budget_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,8 @@ class RealTask:
         self.model = load_model(
             spec, len(self.data.label_names), tokenizer.pad_token_id, scenario.seed
         )
+        self.special_ids = list(tokenizer.all_special_ids)
+        self.vocab_size = self.model.model.get_input_embeddings().num_embeddings
         self._configure(freeze_a=False)
 
     def _configure(self, freeze_a: bool) -> None:
@@ -118,22 +137,35 @@ class RealTask:
         self._configure(arm.freeze_a)
         return self.model.get_flat()
 
-    def context(self, arm: Arm, client: int, round_index: int, state: dict) -> CodecContext:
-        """The codec context of a client-round."""
-        key = seeds.seed_sequence(self.seed, "training", client, round_index, 1)
-        return CodecContext(self.model.groups, int(key.generate_state(1)[0]), state)
-
     def client_update(self, arm: Arm, job: Job) -> Update:
         """Train one client-round from the downloaded adapter and encode its delta."""
         self.use(arm)
         self.model.set_flat(job.global_flat)
         seed = seeds.seed_sequence(self.seed, "training", job.client, job.round)
+        side = seeds.seed_sequence(self.seed, "training", job.client, job.round, 1)
+        codec_seed, hook_seed = (int(x) for x in side.generate_state(2))
+        codec = arm.make_codec()
+        policy = arm.make_policy()
+        hook = None if policy is None else policy.hook(self.vocab_size, self.special_ids, hook_seed)
+        settings = self.spec.local
+        if arm.local_steps is not None:
+            settings = settings.model_copy(update={"steps": arm.local_steps})
         indices = self.parts[job.client]
         delta, stats = train_local(
-            self.model, self.tokens, indices, self.spec.local, self.flops, seed
+            self.model,
+            self.tokens,
+            indices,
+            settings,
+            self.flops,
+            seed,
+            hook,
+            codec.fisher_rho if codec.needs_fisher else None,
         )
-        context = self.context(arm, job.client, job.round, dict(job.state))
-        message = arm.make_codec().encode(delta, context)
+        context = CodecContext(
+            self.model.groups, codec_seed, dict(job.state), stats.fisher, job.budget_bytes
+        )
+        message = codec.encode(delta, context)
+        stats.fisher = None  # used; not shipped back from workers
         return Update(job.client, message, len(indices), stats, context.state)
 
     def evaluate(self, arm: Arm, flat: np.ndarray) -> dict[str, float]:
@@ -176,10 +208,20 @@ class RealTrainer:
         """The dense fp16 frame of the global adapter (the same size for every client)."""
         return self.down_bytes
 
-    def begin_round(self, round_index: int, clients: list[int]) -> None:
+    def begin_round(
+        self, round_index: int, clients: list[int], uplink: Callable[[int, float], int]
+    ) -> None:
         """Train every client that received the global adapter, through the executor."""
+        budget_for = getattr(self.codec, "budget_for", None)
         jobs = [
-            Job(c, round_index, self.global_flat, self.client_state.get(c, {})) for c in clients
+            Job(
+                c,
+                round_index,
+                self.global_flat,
+                self.client_state.get(c, {}),
+                None if budget_for is None else budget_for(lambda s, c=c: uplink(c, s)),
+            )
+            for c in clients
         ]
         for update in self.executor.run(self.arm, jobs):
             self.client_state[update.client] = update.state
@@ -192,23 +234,28 @@ class RealTrainer:
             )
 
     def train(self, client: int, round_index: int) -> LocalResult:
-        """The client's result (trained in begin_round, or now if it was not announced)."""
-        if client not in self.pending:
-            self.begin_round(round_index, [client])
+        """The client's result, trained in begin_round."""
         return self.pending.pop(client)
 
-    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> None:
-        """Decode every received message (server side) and apply the FedAvg mean."""
+    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> set[int]:
+        """Decode every received message (server side) and apply the FedAvg mean.
+
+        A message that fails to decode is rejected, logged and left out; the round goes on.
+        """
         context = CodecContext(self.groups)
-        updates = [
-            (result.num_samples, self.codec.decode(result.message, context))
-            for _, result in received
-        ]
+        updates, rejected = [], set()
+        for client, result in received:
+            try:
+                updates.append((result.num_samples, self.codec.decode(result.message, context)))
+            except MessageError as exc:
+                log.warning("round %d: rejected client %d's message: %s", round_index, client, exc)
+                rejected.add(client)
         mean = fedavg(updates)
         if mean is not None:
             self.global_flat = self.global_flat + mean
         self.pending.clear()
         self.round_done = round_index
+        return rejected
 
     def evaluate(self, round_index: int) -> dict[str, float]:
         """Metrics of the current global adapter."""

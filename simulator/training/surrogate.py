@@ -15,6 +15,7 @@ dropouts and stragglers cut by a strategy slow convergence, and a method that lo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ class SurrogateTrainer:
         """The same broadcast size for every client."""
         return self.down_bytes
 
-    def begin_round(self, round_index: int, clients: list[int]) -> None:
+    def begin_round(
+        self, round_index: int, clients: list[int], uplink: Callable[[int, float], int]
+    ) -> None:
         """Nothing to prepare: results are fixed sizes and costs."""
 
     def train(self, client: int, round_index: int) -> LocalResult:
@@ -57,11 +60,12 @@ class SurrogateTrainer:
         work = None if m.compute_tflop is None else m.compute_tflop * 1e12
         return LocalResult(self.payload, self.training.samples_per_client, m.compute_s, work)
 
-    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> None:
+    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> set[int]:
         """Advance progress by the share of a full round's samples that arrived."""
         samples = sum(result.num_samples for _, result in received)
         full = self.per_round * self.training.samples_per_client
         self.progress += self.method.efficiency * samples / full
+        return set()
 
     def evaluate(self, round_index: int) -> dict[str, float]:
         """The modelled metric after the rounds aggregated so far."""

@@ -169,3 +169,46 @@ def test_causal_lm_run_reports_perplexity(write_scenario, tiny_models, tmp_path)
     assert perplexity[-1] == pytest.approx(np.exp(nll[-1]))
     summary = json.loads((arm / "summary.json").read_text())
     assert summary["targets"][0]["metric"] == "perplexity" and summary["targets"][0]["round"] == 0
+
+
+def test_damaged_messages_are_rejected_counted_and_the_run_goes_on(
+    write_scenario, tiny_models, tmp_path
+):
+    raw = real_scenario_dict(
+        tiny_models["bert"],
+        server={"rounds": 4},
+        faults={"corrupt": 0.3, "truncate": 0.3},
+        methods=[{"name": "fstq", "codec": "fstq", "token_policy": "fisher"}],
+    )
+    (arm,) = _run(write_scenario, raw, tmp_path / "run")
+    clients = _rows(arm / "clients.csv")
+    corrupt = [c for c in clients if c["status"] == "corrupt"]
+    assert corrupt and any(c["status"] == "ok" for c in clients)
+    assert all(int(c["uplink_bytes"]) > 0 for c in corrupt)
+    rounds = _rows(arm / "rounds.csv")
+    assert sum(int(r["corrupt"]) for r in rounds) == len(corrupt)
+    assert len(_evals(arm, "accuracy")) == 5
+
+
+def test_fed_fstq_sends_fewer_bytes_than_dense(write_scenario, tiny_models, tmp_path):
+    raw = real_scenario_dict(
+        tiny_models["bert"],
+        methods=[
+            {"name": "fp16"},
+            {
+                "name": "fstq-link",
+                "codec": "fstq",
+                "codec_options": {"budget": "link", "upload_s": 0.0005},
+                "token_policy": "fisher",
+                "token_options": {"refresh": 2},
+            },
+        ],
+    )
+    dense, fstq = _run(write_scenario, raw, tmp_path / "run")
+    sizes = {
+        arm.name: [int(c["uplink_bytes"]) for c in _rows(arm / "clients.csv") if c["status"] == "ok"]
+        for arm in (dense, fstq)
+    }
+    assert max(sizes["fstq-link"]) < min(sizes["fp16"])
+    # link-aware: 0.5 ms of an 8 Mbps uplink (no latency here) caps every message at 500 B
+    assert max(sizes["fstq-link"]) <= 500 and max(sizes["fstq-link"]) > 400

@@ -1,0 +1,271 @@
+"""Fed-FSTQ's update codec: Fisher-guided mixed-precision quantisation into a sparse message.
+
+Algorithm (fed-fstq-paper.md §1d–1e, §2, §6):
+- importance uⱼ = F̂ⱼ·Δθⱼ², with F̂ the diagonal Fisher EMA (ρ) of the adapter gradients from
+  the client's own local steps (local.py; the token mask shapes it);
+- bit-widths from B = {0, 2, 4, 16}: the top `fractions[0]` of coordinates by u get 16 bits, the
+  next `fractions[1]` 4 bits, the next `fractions[2]` 2 bits, the rest are pruned (0 bits).
+  Percentiles are global over all adapter coordinates of the client (REC 4);
+- under a byte budget (a fixed `budget_bytes`, or the link-aware budget the trainer computes
+  from the client's uplink), the fractions are lowered together, keeping their proportions,
+  to the largest total that fits: every byte of the message counts (header, position blocks,
+  tags, scales, values), so len(message) never exceeds a budget that the empty message fits;
+- symmetric uniform quantiser per (LoRA group, bit-width): q_max(b) = 2^(b−1) − 1,
+  s = max|Δθ| over the group's coordinates of that width / q_max, deterministic round to
+  nearest (the paper: stochastic rounding gave negligible gains). INT2 is ternary {−1, 0, 1}·s,
+  INT4 is {−7..7}·s; the 16-bit class is sent as fp16 without a scale (REC 6);
+- the server dequantises; coordinates not sent are 0; aggregation is unchanged.
+No error feedback (the faithful version has none).
+
+Payload (after the frame header, see packing.py), in order:
+    per group: its sent positions (encode_positions: bitmap or delta-coded, whichever is smaller)
+    tags: 2 bits per sent coordinate in flat order: 0 → INT2, 1 → INT4, 2 → FP16 (3 is invalid)
+    scales: fp32, per group in order: s(2) if the group has INT2 coordinates, then s(4) if INT4
+    values: all INT2 codes (q + 1, 2 bits), then all INT4 codes (q + 7, 4 bits), then fp16
+Choices the paper leaves open, and why: fractions 5/20/35 % (the ablation's hint of ≈60 % of
+coordinates kept at ≈4 bits on average, REC 4); fp32 scales (4 bytes against hundreds of
+coordinates per group); class counts are exact (ties broken by position) so sizes are exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.errors import MessageError
+from simulator.methods.base import CodecContext, Group
+from simulator.methods.packing import (
+    OVERHEAD,
+    Reader,
+    encode_positions,
+    frame,
+    pack_uint,
+    packed_size,
+    positions_size,
+    unframe,
+)
+
+log = logging.getLogger(__name__)
+
+WIDTHS = (2, 4, 16)  # tag 0, 1, 2
+QMAX = {2: 1, 4: 7}
+SAMPLE = 1 << 17  # coordinates beyond which percentile thresholds are estimated on a sample
+
+
+class FSTQOptions(BaseModel):
+    """fractions: shares of coordinates at 16, 4 and 2 bits (by importance)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fractions: tuple[float, float, float] = (0.05, 0.20, 0.35)
+    rho: float = Field(0.9, ge=0, lt=1)
+    budget: Literal["none", "bytes", "link"] = "none"
+    budget_bytes: int | None = Field(None, gt=0)
+    upload_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FSTQOptions:
+        if any(f < 0 for f in self.fractions) or sum(self.fractions) > 1:
+            raise ValueError(f"fractions {list(self.fractions)} must be >= 0 and sum to <= 1")
+        if (self.budget == "bytes") != (self.budget_bytes is not None):
+            raise ValueError("budget = 'bytes' and budget_bytes go together")
+        if (self.budget == "link") != (self.upload_s is not None):
+            raise ValueError("budget = 'link' and upload_s (target upload seconds) go together")
+        return self
+
+
+class FedFSTQ:
+    """Fisher-guided {0, 2, 4, 16}-bit allocation, group-wise symmetric quantisation."""
+
+    name = "fstq"
+    codec_id = 6
+    needs_fisher = True
+    Options = FSTQOptions
+
+    def __init__(self, options: FSTQOptions | None = None) -> None:
+        self.options = options or FSTQOptions()
+        self.fisher_rho = self.options.rho
+
+    def budget_for(self, capacity: Callable[[float], int]) -> int | None:
+        """This round's byte cap: fixed, or (link-aware) what the client's uplink delivers in
+        upload_s seconds from when it received the global state; None without a budget."""
+        if self.options.budget == "bytes":
+            return self.options.budget_bytes
+        if self.options.budget == "link":
+            return capacity(self.options.upload_s)
+        return None
+
+    # --- client side --------------------------------------------------------------------
+
+    def encode(self, update: np.ndarray, context: CodecContext) -> bytes:
+        """Allocate bits by importance (within the budget, if any) and pack the message."""
+        if context.fisher is None:
+            raise ValueError("fstq needs context.fisher (the trainer estimates it)")
+        update = np.asarray(update, dtype=np.float32)
+        importance = context.fisher.astype(np.float32) * update * update
+        if context.budget_bytes is None:
+            classes = self._percentile_classes(importance, context.seed)
+        else:
+            order = np.argsort(-importance, kind="stable")
+            total = round(sum(self.options.fractions) * update.size)
+            total = self._fit(update, order, total, context)
+            classes = self._classes(order, total, update.size)
+        return frame(self.codec_id, update.size, self._payload(update, classes, context.groups))
+
+    def _percentile_classes(self, importance: np.ndarray, seed: int) -> np.ndarray:
+        """Classes by percentile thresholds on u: exact up to SAMPLE coordinates, estimated
+        on a seeded sample of SAMPLE beyond (one pass instead of a sort: 10M coordinates)."""
+        sample = importance
+        if importance.size > SAMPLE:
+            sample = importance[np.random.default_rng(seed).integers(0, importance.size, SAMPLE)]
+        f16, f4, f2 = self.options.fractions
+        shares = np.array([f16 + f4 + f2, f16 + f4, f16])  # kept at >= 2, >= 4, 16 bits
+        ranks = np.clip(np.ceil((1 - shares) * sample.size).astype(int), 0, sample.size - 1)
+        thresholds = np.partition(sample, ranks)[ranks]
+        classes = np.zeros(importance.size, dtype=np.uint8)
+        for share, threshold in zip(shares, thresholds, strict=True):
+            if share > 0:
+                classes += (importance >= threshold) & (importance > 0)
+        return classes
+
+    def _classes(self, order: np.ndarray, total: int, n: int) -> np.ndarray:
+        """Per coordinate 0 (pruned) or 1 + tag, for `total` kept in the fractions' proportions."""
+        f16, f4, f2 = self.options.fractions
+        kept = f16 + f4 + f2
+        k16 = int(total * f16 / kept) if kept else 0
+        k4 = int(total * f4 / kept) if kept else 0
+        classes = np.zeros(n, dtype=np.uint8)
+        classes[order[:k16]] = 3
+        classes[order[k16 : k16 + k4]] = 2
+        classes[order[k16 + k4 : total]] = 1
+        return classes
+
+    def _fit(self, update: np.ndarray, order: np.ndarray, total: int, ctx: CodecContext) -> int:
+        """The largest kept count whose message fits the budget (bisection; size is monotone)."""
+        budget = ctx.budget_bytes
+
+        def fits(count: int) -> bool:
+            return self.size(update, self._classes(order, count, update.size), ctx.groups) <= budget
+
+        if fits(total):
+            return total
+        if not fits(0):
+            log.warning("fstq: budget of %d bytes is below the empty message; sending it", budget)
+            return 0
+        low, high = 0, total  # fits(low), not fits(high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+
+    def size(self, update: np.ndarray, classes: np.ndarray, groups: tuple[Group, ...]) -> int:
+        """len() of the message these classes give, without packing it."""
+        sent, bounds = _sent(classes, groups)
+        tags = classes[sent] - 1
+        blocks = sum(
+            positions_size(sent[bounds[i] : bounds[i + 1]] - g.offset, g.size)
+            for i, g in enumerate(groups)
+        )
+        per_group = _tag_counts(tags, bounds)
+        counts = per_group.sum(axis=0)
+        scales = int((per_group[:, :2] > 0).sum())
+        return (
+            OVERHEAD
+            + blocks
+            + packed_size(sent.size, 2)
+            + 4 * scales
+            + packed_size(int(counts[0]), 2)
+            + packed_size(int(counts[1]), 4)
+            + 2 * int(counts[2])
+        )
+
+    def _payload(self, update: np.ndarray, classes: np.ndarray, groups: tuple[Group, ...]) -> bytes:
+        sent, bounds = _sent(classes, groups)
+        tags = classes[sent] - 1
+        parts = [
+            encode_positions(sent[bounds[i] : bounds[i + 1]] - g.offset, g.size)
+            for i, g in enumerate(groups)
+        ]
+        parts.append(pack_uint(tags, 2))
+        values = update[sent]
+        magnitude = np.abs(values)
+        codes = []
+        scales = np.zeros((len(groups), 2), dtype=np.float32)
+        counts = _tag_counts(tags, bounds)[:, :2]
+        for tag, width in ((0, 2), (1, 4)):
+            chosen = tags == tag
+            scales[:, tag] = _group_peaks(np.where(chosen, magnitude, 0), bounds) / QMAX[width]
+            scale = np.repeat(scales[:, tag], counts[:, tag])
+            own = values[chosen]
+            q = np.rint(np.divide(own, scale, out=np.zeros_like(own), where=scale > 0))
+            codes.append(pack_uint((np.clip(q, -QMAX[width], QMAX[width]) + QMAX[width]), width))
+        parts.append(scales[counts > 0].astype("<f4").tobytes())
+        parts.extend(codes)
+        parts.append(values[tags == 2].astype("<f2").tobytes())
+        return b"".join(parts)
+
+    # --- server side --------------------------------------------------------------------
+
+    def decode(self, message: bytes, context: CodecContext) -> np.ndarray:
+        """Dequantise; unsent coordinates are 0. MessageError on any inconsistency."""
+        groups = context.groups
+        _, payload = unframe(message, self.codec_id, context.size)
+        reader = Reader(payload)
+        positions = [g.offset + reader.positions(g.size) for g in groups]
+        sent = np.concatenate(positions)
+        bounds = np.concatenate([[0], np.cumsum([p.size for p in positions])])
+        tags = reader.uints(2, sent.size).astype(np.uint8)
+        if (tags == 3).any():
+            raise MessageError("fstq: invalid precision tag 3")
+        counts = _tag_counts(tags, bounds)[:, :2]
+        scale_values = np.frombuffer(reader.take(4 * int((counts > 0).sum())), dtype="<f4")
+        if not np.isfinite(scale_values).all() or (scale_values < 0).any():
+            raise MessageError("fstq: scales must be finite and non-negative")
+        scales = np.zeros(counts.shape, dtype=np.float32)
+        scales[counts > 0] = scale_values
+        values = np.zeros(sent.size, dtype=np.float32)
+        for tag, width in ((0, 2), (1, 4)):
+            chosen = tags == tag
+            codes = reader.uints(width, int(counts[:, tag].sum())).astype(np.int16) - QMAX[width]
+            if (codes > QMAX[width]).any():
+                raise MessageError(f"fstq: INT{width} code out of range")
+            values[chosen] = codes * np.repeat(scales[:, tag], counts[:, tag])
+        chosen = tags == 2
+        halves = np.frombuffer(reader.take(2 * int(chosen.sum())), dtype="<f2")
+        if not np.isfinite(halves).all():
+            raise MessageError("fstq: non-finite fp16 value")
+        values[chosen] = halves
+        reader.done()
+        out = np.zeros(context.size, dtype=np.float32)
+        out[sent] = values
+        return out
+
+
+def _sent(classes: np.ndarray, groups: tuple[Group, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of the sent coordinates, and where each group's run of them starts
+    (group i's are sent[bounds[i]:bounds[i + 1]])."""
+    sent = np.flatnonzero(classes)
+    offsets = np.array([g.offset for g in groups] + [classes.size], dtype=np.int64)
+    return sent, np.searchsorted(sent, offsets)
+
+
+def _group_peaks(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """The largest value in each group's run (0 for an empty run)."""
+    peaks = np.zeros(bounds.size - 1, dtype=np.float32)
+    nonempty = bounds[1:] > bounds[:-1]
+    if nonempty.any():
+        peaks[nonempty] = np.maximum.reduceat(values, bounds[:-1][nonempty])
+    return peaks
+
+
+def _tag_counts(tags: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """[groups, 3] counts of each tag in each group's run (bounds as _sent gives them)."""
+    return np.array(
+        [np.bincount(tags[a:b], minlength=3)[:3] for a, b in itertools.pairwise(bounds)],
+        dtype=np.int64,
+    ).reshape(-1, 3)

@@ -1,0 +1,65 @@
+"""Token policies: top-k per sequence, Algorithm 1's schedule, per-id EMA scores."""
+
+from __future__ import annotations
+
+import torch
+
+from simulator.methods.tokens import FisherTokens, RandomTokens, TokenOptions, top_tokens
+from simulator.training.local import Batch
+
+SPECIAL = [101, 102, 0]
+
+
+def _batch() -> Batch:
+    ids = torch.tensor([[101, 7, 8, 9, 10, 11, 102, 0], [101, 7, 12, 102, 0, 0, 0, 0]])
+    return Batch(ids, (ids != 0).long(), torch.tensor([0, 1]))
+
+
+def test_top_tokens_keeps_quota_specials_first_never_padding():
+    batch = _batch()
+    scores = torch.arange(16, dtype=torch.float32).view(2, 8)
+    special = torch.tensor(SPECIAL)
+    weights = top_tokens(scores, batch.input_ids, batch.attention_mask, special, keep=0.5)
+    # row 0: 7 real tokens -> keep 4: [CLS], [SEP] and the two best scores (positions 5, 4)
+    assert weights[0].tolist() == [1, 0, 0, 0, 1, 1, 1, 0]
+    # row 1: 4 real tokens -> keep 2: the specials
+    assert weights[1].tolist() == [1, 0, 0, 1, 0, 0, 0, 0]
+
+
+def test_schedule_refresh_every_h_steps_and_all_tokens_before_the_first():
+    hook = FisherTokens(TokenOptions(keep=0.5, refresh=3)).hook(200, SPECIAL, seed=0)
+    batch = _batch()
+    wants = [hook.wants_scores(s) for s in range(1, 8)]
+    assert wants == [False, False, True, False, False, True, False]
+    assert hook.weights(1, batch) is None and hook.weights(2, batch) is None
+    assert hook.weights(3, batch) is None  # the refresh step trains on the full loss
+    grad_sq = torch.zeros(2, 8)
+    grad_sq[0, 1:6] = torch.tensor([5.0, 1.0, 4.0, 2.0, 3.0])
+    grad_sq[1, 1:3] = torch.tensor([9.0, 0.5])
+    hook.observe(3, batch, torch.zeros(2, 8), grad_sq)
+    weights = hook.weights(4, batch)
+    # quota 4 of 7: [CLS], [SEP], then id 7 (seen twice: mean (5 + 9) / 2 = 7) and id 9 (4.0)
+    assert weights[0].tolist() == [1, 1, 0, 1, 0, 0, 1, 0]
+    assert torch.isclose(hook.ema[7], torch.tensor(0.1 * 7.0))
+
+
+def test_ema_accumulates_over_refreshes_and_unseen_ids_are_kept():
+    hook = FisherTokens(TokenOptions(keep=0.3, refresh=1, rho=0.5)).hook(200, SPECIAL, seed=0)
+    batch = _batch()
+    grad_sq = torch.ones(2, 8)
+    hook.observe(1, batch, torch.zeros(2, 8), grad_sq)
+    hook.observe(2, batch, torch.zeros(2, 8), 3 * grad_sq)
+    assert torch.isclose(hook.ema[8], torch.tensor(0.5 * 0.5 + 0.5 * 3.0))
+    assert torch.isinf(hook.ema[13])  # never seen: +inf, kept first
+
+
+def test_random_policy_needs_no_scores_and_is_seeded():
+    batch = _batch()
+    masks = []
+    for _ in range(2):
+        hook = RandomTokens(TokenOptions(keep=0.5, refresh=2)).hook(200, SPECIAL, seed=4)
+        assert not hook.wants_scores(2)
+        hook.weights(2, batch)
+        masks.append(hook.weights(3, batch))
+    assert torch.equal(masks[0], masks[1])
+    assert masks[0].sum(dim=1).tolist() == [4.0, 2.0]
