@@ -65,3 +65,23 @@ class Codec(Protocol):
 
     def decode(self, message: bytes, context: CodecContext) -> np.ndarray:
         """The flat float32 update a message carries; raises MessageError if malformed."""
+
+
+def prepare(update: np.ndarray, context: CodecContext, ef: bool) -> np.ndarray:
+    """The vector a codec compresses: the checked update, plus the stored residual when ef.
+
+    With ef the result is a fresh array the caller may overwrite; without, it may be the input.
+    """
+    x = np.asarray(update, dtype=np.float32)
+    if x.shape != (context.size,):
+        raise ValueError(f"update of shape {x.shape}; the layout has {context.size} coordinates")
+    if not np.isfinite(x).all():
+        raise ValueError("update holds non-finite values (did local training diverge?)")
+    if not ef:
+        return x
+    residual = context.state.get("residual")
+    if residual is None:
+        return x.copy()
+    if residual.shape != x.shape:
+        raise ValueError(f"stored residual of shape {residual.shape}, update of {x.shape}")
+    return x + residual

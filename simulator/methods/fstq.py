@@ -234,12 +234,15 @@ class FedFSTQ:
             codes = reader.uints(width, int(counts[:, tag].sum())).astype(np.int16) - QMAX[width]
             if (codes > QMAX[width]).any():
                 raise MessageError(f"fstq: INT{width} code out of range")
-            values[chosen] = codes * np.repeat(scales[:, tag], counts[:, tag])
+            with np.errstate(over="ignore"):
+                values[chosen] = codes * np.repeat(scales[:, tag], counts[:, tag])
         chosen = tags == 2
         halves = np.frombuffer(reader.take(2 * int(chosen.sum())), dtype="<f2")
         if not np.isfinite(halves).all():
             raise MessageError("fstq: non-finite fp16 value")
         values[chosen] = halves
+        if not np.isfinite(values).all():
+            raise MessageError("fstq: a scale times its code overflows float32")
         reader.done()
         out = np.zeros(context.size, dtype=np.float32)
         out[sent] = values

@@ -72,6 +72,8 @@ def pack_uint(values: np.ndarray, bits: int) -> bytes:
     if not 1 <= bits <= 32:
         raise ValueError(f"bits must be in 1..32, got {bits}")
     v = np.asarray(values).reshape(-1)
+    if v.size and (v.min() < 0 or v.max() >= 2**bits):
+        raise ValueError(f"values must be in 0..{2**bits - 1} to pack in {bits} bits")
     if bits == 16:
         return v.astype("<u2").tobytes()
     if bits == 32:

@@ -206,7 +206,9 @@ def test_fed_fstq_sends_fewer_bytes_than_dense(write_scenario, tiny_models, tmp_
     )
     dense, fstq = _run(write_scenario, raw, tmp_path / "run")
     sizes = {
-        arm.name: [int(c["uplink_bytes"]) for c in _rows(arm / "clients.csv") if c["status"] == "ok"]
+        arm.name: [
+            int(c["uplink_bytes"]) for c in _rows(arm / "clients.csv") if c["status"] == "ok"
+        ]
         for arm in (dense, fstq)
     }
     assert max(sizes["fstq-link"]) < min(sizes["fp16"])
