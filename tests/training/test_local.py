@@ -126,3 +126,24 @@ def test_causal_lm_weights_select_loss_terms(tiny_models, tmp_path):
     manual = F.cross_entropy(logits[0, :-1], batch.input_ids[0, 1:], reduction="none")
     width = int(batch.attention_mask[0].sum())
     torch.testing.assert_close(token_loss[0, 1:width], manual[: width - 1].detach())
+
+
+def test_fisher_policy_refreshes_every_h_steps_in_training(tiny_models):
+    from simulator.methods.tokens import FisherTokens, TokenOptions
+
+    model, tokens, rows, flops = _setup(tiny_models)
+    hook = FisherTokens(TokenOptions(keep=0.5, refresh=3)).hook(
+        model.model.config.vocab_size, [101, 102], 0
+    )
+    observed, masks = [], []
+    observe, weights = hook.observe, hook.weights
+    hook.observe = lambda step, *a: (observed.append(step), observe(step, *a))
+    hook.weights = lambda step, batch: masks.append((step, weights(step, batch))) or masks[-1][1]
+    settings = LocalTraining(steps=7, batch_size=4, seq_len=32, lr=1e-2)
+    train_local(model, tokens, rows, settings, flops, np.random.SeedSequence(6), hook)
+    assert observed == [3, 6]
+    masked = [step for step, w in masks if w is not None]
+    assert masked == [4, 5, 7]  # all tokens before the first refresh and at refreshes
+    for _, w in masks:
+        if w is not None:
+            assert 0 < float(w.mean()) < 1

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -214,3 +215,33 @@ def test_fed_fstq_sends_fewer_bytes_than_dense(write_scenario, tiny_models, tmp_
     assert max(sizes["fstq-link"]) < min(sizes["fp16"])
     # link-aware: 0.5 ms of an 8 Mbps uplink (no latency here) caps every message at 500 B
     assert max(sizes["fstq-link"]) <= 500 and max(sizes["fstq-link"]) > 400
+
+
+class RecordingCodec:
+    """A user codec named by `module:Class`: fp16, remembering the length of every message."""
+
+    from simulator.methods.dense import DenseFP16 as _inner
+
+    name, codec_id, needs_fisher, Options = "recording", 42, False, _inner.Options
+    sent: ClassVar[list[int]] = []
+
+    def __init__(self, options) -> None:
+        self.inner = self._inner(options)
+
+    def encode(self, update, context) -> bytes:
+        message = self.inner.encode(update, context)
+        RecordingCodec.sent.append(len(message))
+        return message
+
+    def decode(self, message, context):
+        return self.inner.decode(message, context)
+
+
+def test_recorded_uplink_bytes_are_len_of_the_messages(write_scenario, tiny_models, tmp_path):
+    RecordingCodec.sent.clear()
+    raw = real_scenario_dict(
+        tiny_models["bert"], methods=[{"name": "mine", "codec": "test_real:RecordingCodec"}]
+    )
+    (arm,) = _run(write_scenario, raw, tmp_path / "run")
+    trained = [c for c in _rows(arm / "clients.csv") if c["compute_start_s"]]
+    assert [int(c["uplink_bytes"]) for c in trained] == RecordingCodec.sent
