@@ -17,13 +17,12 @@ Not a test: it prints a table and writes bench/results/codecs.json.
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import save
 
 from simulator.methods import registry
 from simulator.methods.base import CodecContext, Group
@@ -213,11 +212,8 @@ def main() -> dict:
         "target_fisher_overhead": TARGET_FISHER_OVERHEAD,
         "fisher_met": fisher["overhead_every_step"] <= TARGET_FISHER_OVERHEAD,
         "inference_reduction": inference,
-        "host": {"python": platform.python_version(), "machine": platform.machine()},
     }
-    out = Path(__file__).parent / "results" / "codecs.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save("codecs", result)
     return result
 
 

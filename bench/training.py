@@ -17,7 +17,6 @@ Not a test: it prints a table and writes bench/results/training.json.
 from __future__ import annotations
 
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import save
 
 from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import load_scenario, scenario_from_dict
@@ -162,17 +162,11 @@ def main() -> dict:
         "memory_ratio": round(ratio, 3),
         "target_memory_ratio": TARGET_MEMORY_RATIO,
         "met": share["overhead_share"] <= TARGET_OVERHEAD and ratio <= TARGET_MEMORY_RATIO,
-        "host": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "peak_rss_mb_this_process": round(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-            ),
-        },
+        "peak_rss_mb_this_process": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
     }
-    out = Path(__file__).parent / "results" / "training.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save("training", result)
     return result
 
 

@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import TraceError, located
+from simulator.textfile import read_text
 
 __all__ = ["FORMATS", "Trace", "format_stats", "load_trace", "trace_stats"]
 
@@ -574,30 +575,7 @@ def _at(numbers: Sequence[int] | None, i: int) -> str:
 
 def _read_text(path: Path) -> str:
     """The whole file as text (CRLF accepted), or a TraceError saying why not."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TraceError(
-            located(path, None, "no such file", "check the path (real traces: ../shared/traces)")
-        ) from None
-    except IsADirectoryError:
-        raise TraceError(located(path, None, "is a directory", "name a trace file")) from None
-    except OSError as exc:
-        raise TraceError(
-            located(path, None, f"cannot be read ({exc.strerror})", "check its permissions")
-        ) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise TraceError(
-            located(
-                path,
-                f"line {line}",
-                f"byte 0x{data[exc.start]:02x} is not UTF-8 text (a binary file?)",
-                "give a plain-text trace",
-            )
-        ) from None
+    text = read_text(path, TraceError, "check the path (real traces: ../shared/traces)")
     if not text.strip():
         raise TraceError(located(path, None, "the file is empty", "give a trace with samples"))
     return text.replace("\r\n", "\n")

@@ -29,6 +29,7 @@ import torch
 from simulator.errors import DataError, located
 from simulator.scenario import DataSpec, FileData, PubMedQAData, SyntheticData
 from simulator.seeds import rng
+from simulator.textfile import read_text
 
 TASKS = ("classification", "causal_lm")
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
@@ -260,24 +261,7 @@ def _encode(
 
 def _read_text(path: Path) -> str:
     """The file as UTF-8 text; undecodable bytes are reported by line and byte offset."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(located(path, None, "file not found", "check data.path")) from None
-    except OSError as err:
-        raise DataError(located(path, None, f"cannot read the file ({err.strerror})")) from err
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(
-            located(
-                path,
-                f"line {line}",
-                f"byte 0x{data[err.start]:02x} at byte offset {err.start} is not valid UTF-8",
-                "save the file as UTF-8",
-            )
-        ) from err
+    return read_text(path, DataError, "check data.path")
 
 
 def _read_file(spec: FileData, task: str) -> _Raw:

@@ -285,7 +285,7 @@ def test_bad_files_raise_clear_errors(tmp_path, name, content, fields, expected)
 
 def test_missing_file(tmp_path):
     path = tmp_path / "absent.jsonl"
-    with pytest.raises(DataError, match=r"absent\.jsonl: file not found\. Fix: check data\.path"):
+    with pytest.raises(DataError, match=r"absent\.jsonl: no such file\. Fix: check data\.path"):
         jsonl(path)
 
 
