@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 
 from simulator.errors import MessageError
+from simulator.methods import kernels
 
 MAGIC = b"FSTQ"
 FORMAT_VERSION = 1
@@ -132,10 +133,8 @@ def encode_positions(positions: np.ndarray, size: int) -> bytes:
     gaps, width = _gaps(positions)
     if packed_size(gaps.size, width) < packed_size(size, 1):
         return _POSITIONS.pack(DELTAS, gaps.size, width) + pack_uint(gaps, width)
-    bitmap = np.zeros(size, dtype=np.uint8)
-    bitmap[positions] = 1
     head = _POSITIONS.pack(BITMAP, gaps.size, 0)
-    return head + np.packbits(bitmap, bitorder="little").tobytes()
+    return head + kernels.pack_bitmap(np.asarray(positions, dtype=np.int64), size).tobytes()
 
 
 def positions_size(positions: np.ndarray, size: int) -> int:
@@ -173,10 +172,8 @@ class Reader:
         if count > size:
             raise MessageError(f"{count} positions in a group of {size}")
         if mode == BITMAP:
-            bits = np.unpackbits(
-                np.frombuffer(self.take(packed_size(size, 1)), dtype=np.uint8), bitorder="little"
-            )
-            found = np.flatnonzero(bits[:size])
+            bitmap = np.frombuffer(self.take(packed_size(size, 1)), dtype=np.uint8)
+            found = kernels.bitmap_positions(bitmap, size)
         elif mode == DELTAS and 1 <= width <= 32:
             found = np.cumsum(self.uints(width, count).astype(np.int64) + 1) - 1
         else:

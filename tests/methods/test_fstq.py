@@ -23,8 +23,7 @@ def _case(seed: int = 0) -> tuple[np.ndarray, CodecContext]:
 
 
 def _classes(update: np.ndarray, context: CodecContext) -> np.ndarray:
-    codec = FedFSTQ()
-    return codec._percentile_classes(context.fisher * update * update, context.seed)
+    return FedFSTQ().allocate(update, context)
 
 
 def test_allocation_follows_importance_and_fractions():
