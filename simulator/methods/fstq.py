@@ -110,8 +110,9 @@ class FedFSTQ:
         update = np.asarray(update, dtype=np.float32)
         classes = self.allocate(update, context)
         offsets = _offsets(context.groups, update.size)
-        counts, peaks = kernels.tally(update, classes, offsets)
-        parts = kernels.gather(update, classes, offsets, counts, peaks)
+        compiled = kernels.for_size(update.size)
+        counts, peaks = compiled.tally(update, classes, offsets)
+        parts = compiled.gather(update, classes, offsets, counts, peaks)
         return frame(self.codec_id, update.size, _pack(parts, context.groups))
 
     def allocate(self, update: np.ndarray, context: CodecContext) -> np.ndarray:
@@ -121,7 +122,7 @@ class FedFSTQ:
         fisher = np.asarray(context.fisher, dtype=np.float32)
         if context.budget_bytes is None:
             thresholds, enabled = self._thresholds(update, fisher, context.seed)
-            return kernels.classify(update, fisher, thresholds, enabled)
+            return kernels.for_size(update.size).classify(update, fisher, thresholds, enabled)
         order = np.argsort(-(fisher * update * update), kind="stable")
         total = round(sum(self.options.fractions) * update.size)
         total = self._fit(update, order, total, context)
@@ -175,8 +176,9 @@ class FedFSTQ:
     def size(self, update: np.ndarray, classes: np.ndarray, groups: tuple[Group, ...]) -> int:
         """len() of the message these classes give, without packing it."""
         offsets = _offsets(groups, update.size)
-        sent, _, codes2, codes4, values16, counts, _ = kernels.gather(
-            update, classes, offsets, *kernels.tally(update, classes, offsets)
+        compiled = kernels.for_size(update.size)
+        sent, _, codes2, codes4, values16, counts, _ = compiled.gather(
+            update, classes, offsets, *compiled.tally(update, classes, offsets)
         )
         bounds = _bounds(counts)
         blocks = sum(
@@ -218,7 +220,7 @@ class FedFSTQ:
         halves = np.frombuffer(reader.take(2 * int(counts[:, 2].sum())), dtype="<f2")
         reader.done()
         halves = _padded(halves, np.float32)
-        out, valid = kernels.scatter(
+        out, valid = kernels.for_size(context.size).scatter(
             context.size, sent, bounds, counts[:, :3], tags, codes2, codes4, halves, scales
         )
         if not valid:

@@ -3,7 +3,10 @@
 Each kernel replaces a dozen vectorised numpy passes over a 10M-coordinate update with one or
 two loops, which is what it takes to encode and decode at tens of millions of coordinates per
 second on a CPU. They hold no policy: fstq.py decides what to send and defines the format;
-these only classify, gather and scatter. Compiled once per process (cached on disk).
+these only classify, gather and scatter. Each of the four main kernels comes compiled twice
+(`Kernels`): serially (cached on disk, for ordinary adapters) and parallel over LoRA groups
+(compiled on first use, for updates of a million coordinates and more, where it pays for the
+threads).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 QMAX2, QMAX4 = 1, 7
+PAD_SPACING = 128  # elements between groups' pad slots: over a cache line apart
 
 
 @njit(cache=True)
@@ -22,8 +26,7 @@ def _class_of(u, t0, t1, t2, e0, e1, e2):  # pragma: no cover - compiled
     return c * np.uint8(u > 0)
 
 
-@njit(cache=True, parallel=True)
-def classify(update, fisher, thresholds, enabled):  # pragma: no cover - compiled
+def _classify(update, fisher, thresholds, enabled):  # pragma: no cover - compiled
     """Class of every coordinate by its importance u = F̂·Δθ² against the thresholds."""
     t0, t1, t2 = thresholds[0], thresholds[1], thresholds[2]
     e0, e1, e2 = np.uint8(enabled[0]), np.uint8(enabled[1]), np.uint8(enabled[2])
@@ -34,8 +37,7 @@ def classify(update, fisher, thresholds, enabled):  # pragma: no cover - compile
     return classes
 
 
-@njit(cache=True, parallel=True)
-def tally(update, classes, offsets):  # pragma: no cover - compiled
+def _tally(update, classes, offsets):  # pragma: no cover - compiled
     """Per group: how many coordinates of each class [G, 4], and the largest |Δθ| of each."""
     groups = offsets.size - 1
     counts = np.zeros((groups, 4), np.int64)
@@ -94,14 +96,14 @@ def _gather_group(
         k16 += c == 3
 
 
-@njit(cache=True, parallel=True)
-def gather(update, classes, offsets, counts, peaks):  # pragma: no cover - compiled
+def _gather(update, classes, offsets, counts, peaks):  # pragma: no cover - compiled
     """Everything the message carries, in flat order.
 
     Returns (sent positions, tags, INT2 codes, INT4 codes, fp16-class values (as float32),
     per-group tag counts [G, 3], per-group scales [G, 2]). Compaction is branch-free: every
     coordinate is written, to its slot when it belongs there (the cursor then advances), else
-    to a pad slot past the end that nobody reads; groups run in parallel on disjoint slices.
+    to the group's pad slot past the end, which nobody reads; groups run in parallel on
+    disjoint slices, their pads PAD_SPACING elements apart so threads never share a cache line.
     """
     groups = offsets.size - 1
     inverse = np.zeros((groups, 2), np.float32)
@@ -113,20 +115,21 @@ def gather(update, classes, offsets, counts, peaks):  # pragma: no cover - compi
             if scales[g, t] > 0:
                 inverse[g, t] = 1.0 / scales[g, t]
     starts = _starts(counts[:, 1:])
-    sent = np.empty(starts[-1, 0] + 1, np.int64)
+    total = starts[-1]
+    room = PAD_SPACING * groups
+    sent = np.empty(total[0] + room, np.int64)
     tags = np.empty(sent.size, np.uint8)
-    codes2 = np.empty(starts[-1, 1] + 1, np.uint8)
-    codes4 = np.empty(starts[-1, 2] + 1, np.uint8)
-    values16 = np.empty(starts[-1, 3] + 1, np.float32)
-    pad = starts[-1]
-    for g in prange(groups):  # each group writes its own slices (and the shared pad slots)
+    codes2 = np.empty(total[1] + room, np.uint8)
+    codes4 = np.empty(total[2] + room, np.uint8)
+    values16 = np.empty(total[3] + room, np.float32)
+    for g in prange(groups):  # each group writes its own slices and its own pad slots
         _gather_group(
             update,
             classes,
             offsets[g],
             offsets[g + 1],
             starts[g],
-            pad,
+            total + PAD_SPACING * g,
             inverse[g],
             sent,
             tags,
@@ -134,7 +137,7 @@ def gather(update, classes, offsets, counts, peaks):  # pragma: no cover - compi
             codes4,
             values16,
         )
-    k, k2, k4, k16 = pad[0], pad[1], pad[2], pad[3]
+    k, k2, k4, k16 = total[0], total[1], total[2], total[3]
     return sent[:k], tags[:k], codes2[:k2], codes4[:k4], values16[:k16], counts[:, 1:], scales
 
 
@@ -161,8 +164,9 @@ def _scatter_group(
     return ok
 
 
-@njit(cache=True, parallel=True)
-def scatter(size, sent, bounds, counts, tags, codes2, codes4, values16, scales):  # pragma: no cover
+def _scatter(
+    size, sent, bounds, counts, tags, codes2, codes4, values16, scales
+):  # pragma: no cover
     """The dense update, and whether every code was in range and every value finite.
 
     The code and value arrays carry one padding element at the end: every slot is read
@@ -216,3 +220,29 @@ def tag_counts(tags, bounds):  # pragma: no cover - compiled
         for i in range(bounds[g], bounds[g + 1]):
             counts[g, tags[i]] += 1
     return counts
+
+
+class Kernels:
+    """classify, tally, gather and scatter, compiled serially or in parallel."""
+
+    def __init__(self, parallel: bool) -> None:
+        compile_ = njit(parallel=True) if parallel else njit(cache=True)
+        self.classify = compile_(_classify)
+        self.tally = compile_(_tally)
+        self.gather = compile_(_gather)
+        self.scatter = compile_(_scatter)
+
+
+SERIAL = Kernels(parallel=False)
+PARALLEL_FROM = 1 << 20  # coordinates from which the parallel kernels are used
+_parallel: Kernels | None = None
+
+
+def for_size(size: int) -> Kernels:
+    """The kernels to use for an update of this many coordinates."""
+    global _parallel
+    if size < PARALLEL_FROM:
+        return SERIAL
+    if _parallel is None:
+        _parallel = Kernels(parallel=True)
+    return _parallel
