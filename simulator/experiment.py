@@ -87,6 +87,7 @@ class ArmRun:
             "now": now,
             "uplink_cum": self.uplink_cum,
             "trainer": self.trainer.state(),
+            "server": self.engine.server_state(),
         }
 
     def _on_round(self, outcome: RoundOutcome) -> None:
@@ -112,6 +113,7 @@ class ArmRun:
         else:
             state = checkpoint["state"]
             self.trainer.restore(state["trainer"])
+            self.engine.restore(state["server"])
             self.uplink_cum = state["uplink_cum"]
             first, now = state["next_round"], state["now"]
             self.bar.update(first - 1)

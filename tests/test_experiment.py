@@ -119,5 +119,5 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     for name in ("manifest.json", "scenario.json"):
         assert (dense / name).exists()
     manifest = json.loads((dense / "manifest.json").read_text())
-    assert manifest["schema_version"] == 2 and manifest["seed"] == 7
+    assert manifest["schema_version"] == 3 and manifest["seed"] == 7
     assert "numpy" in manifest["packages"]
