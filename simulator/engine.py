@@ -76,8 +76,9 @@ def build_world(scenario: Scenario, source: str = "scenario") -> World:
 
 
 def _partial(links: LinkSet, client: int, start: float, end: float, planned: int) -> int:
-    """Bytes of a planned transfer started at start that had arrived by end."""
-    return int(min(planned, links.delivered_bytes(client, start, end)))
+    """Whole bytes of a planned transfer started at start that had arrived by end (within a
+    micro-byte of a whole number counts as it: the capacity integral carries float noise)."""
+    return int(min(planned, links.delivered_bytes(client, start, end)) + 1e-6)
 
 
 class ClientRound:

@@ -125,3 +125,25 @@ def real_scenario_dict(model: str | Path, **sections: object) -> dict:
     )
     raw.update(sections)
     return raw
+
+
+def per_client_links(folder: Path, up_mbps: list[float], down_mbps: list[float]) -> dict:
+    """A [network] where client i has constant links of up_mbps[i] and down_mbps[i] (one CSV
+    trace file per client, assigned round-robin), for timing tests computed by hand."""
+
+    def link(direction: str, rates: list[float]) -> dict:
+        files = []
+        for i, mbps in enumerate(rates):
+            path = folder / f"{direction}{i}.csv"
+            path.write_text(f"0,{mbps}\n1,{mbps}\n", encoding="utf-8")
+            files.append(str(path))
+        options = {"rate_unit": "Mbps"}
+        return {
+            "kind": "trace",
+            "format": "csv",
+            "files": files,
+            "options": options,
+            "assign": "round_robin",
+        }
+
+    return {"uplink": link("up", up_mbps), "downlink": link("down", down_mbps)}
