@@ -3,23 +3,26 @@
 Per client-round: download the global state over the client's downlink, compute (the trainer
 runs at the start of this phase in zero simulated time; the phase lasts the work divided by
 the device speed), upload the message over the uplink. Links are deterministic functions of
-time and clients do not contend, so a client-round is planned whole when it starts and is one
-SimPy timeout event at its end (finish or failure). Clients started together download first
-and go to the trainer together (`begin_round`), so an executor may train them in parallel;
-compute and upload are planned after. A client whose online session ends mid-phase loses the
-round (status interrupted; the phase and the bytes moved so far are recorded); a client that
-drops out (Bernoulli) sends nothing and is noticed at once.
+time and clients do not contend, so a client-round is planned whole when it starts, to its
+end (finish or failure), and the server waits on those planned ends instead of stepping
+through phases. Clients started together download first and go to the trainer together
+(`begin_round`), so an executor may train them in parallel; compute and upload are planned
+after. A client whose online session ends mid-phase loses the round (status interrupted; the
+phase and the bytes moved so far are recorded); a client that drops out (Bernoulli) sends
+nothing and is noticed at once.
 
-The server strategy (simulator/server/strategies.py) decides which of those events the server
+The server strategy (simulator/server/strategies.py) decides which of those ends the server
 waits for and what happens to the rest:
-- synchronous strategies run rounds: select, start, wait for the clients the strategy waits
-  on (under a deadline, until the deadline), stop those still working (late / cancelled, with
-  the bytes and energy of the time they worked), aggregate;
-- FedBuff keeps C client-rounds in flight. Whenever some end, the server handles them in
-  start order (failed, stale, or buffered with their staleness), updates the global state
-  every K buffered updates (one round = one server update; its rows are the client-rounds
-  that ended since the previous update), then refills the free slots with clients that are
-  online and idle, each training on the version current when it starts. Clients are drawn
+- synchronous strategies run rounds: select, start (one SimPy timeout event per client-round,
+  at its end), wait for the events of the clients the strategy waits on (under a deadline,
+  until the deadline), stop those still working (late / cancelled, with the bytes and energy
+  of the time they worked), aggregate;
+- FedBuff keeps C client-rounds in flight and sleeps until the earliest planned end among
+  them (one timeout per wake-up). Whenever some end, the server handles them in start order
+  (failed, stale, or buffered with their staleness), updates the global state every K
+  buffered updates (one round = one server update; its rows are the client-rounds that ended
+  since the previous update), then refills the free slots with clients that are online and
+  idle, each training on the version current when it starts. Clients are drawn
   one by one from the "selection" seed scope keyed by a start counter (which also keys their
   dropout, faults and training seeds), so every arm sees the same draws. When nobody can be
   started, the server looks again on a fixed 60 s grid. After the last update the clients
@@ -244,15 +247,9 @@ class Engine:
             return
         rec.result = replace(result, message=received)
 
-    def _start(self, records: list[ClientRound], dropped: list[bool]) -> list[simpy.Event]:
-        """Start these client-rounds now: each is planned whole and is one event at its end.
-
-        The whole path is planned at its start, so a client-round is one timeout event rather
-        than a process: the same semantics at a third of the scheduling cost, which matters at
-        a million client-rounds.
-        """
-        env, fleet = self.env, self.world.fleet
-        now = env.now
+    def _start(self, records: list[ClientRound], dropped: list[bool], now: float) -> None:
+        """Start these client-rounds at `now`, each planned whole to its end (rec.end)."""
+        fleet = self.world.fleet
         for rec, drop in zip(records, dropped, strict=True):
             if drop:
                 rec.status, rec.end = "dropped", now
@@ -261,14 +258,11 @@ class Engine:
         ready = {r.client: r.end for r in records if r.status == "ok"}
         starts = [(r.client, r.key) for r in records if r.status == "ok"]
         self.trainer.begin_round(starts, self._uplink_capacity(ready))
-        events = []
         for rec in records:
             if rec.status == "ok":
                 self._plan(rec)
             rec.energy = fleet.energy_j(rec.client, *rec.busy)
             rec.due = rec.end
-            events.append(env.timeout(rec.end - now, rec))
-        return events
 
     def _stop(self, rec: ClientRound, t: float, status: str) -> None:
         """The server stops a client at t: one still working is cut there (the bytes it moved
@@ -305,7 +299,7 @@ class Engine:
     def _aggregate(
         self,
         round_index: int,
-        start: float,
+        span: tuple[float, float],
         records: list[ClientRound],
         straggler: ClientRound | None,
         weights: list[float] | None = None,
@@ -319,7 +313,7 @@ class Engine:
         for rec in arrived:
             rec.result = None
         accepted = len(arrived) - len(rejected)
-        return RoundOutcome(round_index, start, self.env.now, records, accepted, straggler)
+        return RoundOutcome(round_index, *span, records, accepted, straggler)
 
     def _select(self, round_index: int, k: int) -> Generator:
         """k clients for this round, waiting while nobody is online."""
@@ -340,9 +334,13 @@ class Engine:
             start = env.now
             selected = yield from self._select(r, strategy.cohort(sc.population.per_round))
             records = [ClientRound(r, c) for c in selected.tolist()]
-            events = self._start(records, w.availability.dropped(r, selected).tolist())
+            now = env.now
+            self._start(records, w.availability.dropped(r, selected).tolist(), now)
+            # one timeout event per client-round, at its end: a third of the cost of a process
+            # per client-round, which matters at a million of them
+            events = [env.timeout(rec.end - now, rec) for rec in records]
             working = [rec for rec in records if rec.status != "dropped"]
-            closing = strategy.close(env.now, [Plan(c.end, c.result is not None) for c in working])
+            closing = strategy.close(now, [Plan(c.end, c.result is not None) for c in working])
             heard = [e for e, rec in zip(events, records, strict=True) if rec.end <= closing.time]
             yield env.all_of(heard)
             if closing.time > env.now:
@@ -350,21 +348,26 @@ class Engine:
             for index in closing.stopped:
                 self._stop(working[index], closing.time, strategy.cut_status)
             straggler = None if closing.straggler is None else working[closing.straggler]
-            on_round(self._aggregate(r, start, records, straggler))
+            on_round(self._aggregate(r, (start, env.now), records, straggler))
 
     def _buffered(self, first_round: int, on_round: Callable[[RoundOutcome], None]) -> Generator:
-        """FedBuff: C client-rounds in flight, a server update every K buffered updates."""
+        """FedBuff: C client-rounds in flight, a server update every K buffered updates.
+
+        The server sleeps until the earliest planned end in flight (or the next retry) and
+        keeps that planned time as its clock `now`, so which client-rounds have ended never
+        depends on float rounding in SimPy's clock, and a resumed run wakes when an unbroken
+        one does.
+        """
         env, rounds = self.env, self.world.scenario.server.rounds
         fedbuff = self.strategy
         assert isinstance(fedbuff, FedBuff)
-        version, opened = first_round - 1, env.now
+        version, now = first_round - 1, env.now
+        opened = now
         window: list[ClientRound] = []  # ended since the last server update
         weights: list[float] = []  # of the buffered updates, in window order
-        events = {key: env.timeout(rec.end - env.now, rec) for key, rec in self.in_flight.items()}
         while version < rounds:
-            for key in [k for k, rec in self.in_flight.items() if rec.end <= env.now]:
+            for key in [k for k, rec in self.in_flight.items() if rec.end <= now]:
                 rec = self.in_flight.pop(key)
-                del events[key]
                 rec.round = version + 1
                 window.append(rec)
                 if rec.result is None:
@@ -380,38 +383,40 @@ class Engine:
                 version += 1
                 if version == rounds:
                     for other in self.in_flight.values():
-                        self._stop(other, env.now, "cancelled")
+                        self._stop(other, now, "cancelled")
                         other.round = version
                     window += self.in_flight.values()
                     self.in_flight.clear()
-                outcome = self._aggregate(version, opened, window, rec, weights)
-                window, weights, opened = [], [], env.now
+                outcome = self._aggregate(version, (opened, now), window, rec, weights)
+                window, weights, opened = [], [], now
                 on_round(outcome)
                 if version == rounds:
                     return
-            for rec, event in self._refill(version):
-                self.in_flight[rec.key] = rec
-                events[rec.key] = event
-            waits = list(events.values())
+            self._refill(version, now)
+            ends = [rec.end for rec in self.in_flight.values()]
             if len(self.in_flight) < fedbuff.concurrency:
-                waits.append(env.timeout(_next_retry(env.now) - env.now))
-            yield env.any_of(waits)
+                ends.append(_next_retry(now))
+            wake = min(ends)
+            yield env.timeout(max(0.0, wake - env.now))
+            now = wake
 
-    def _refill(self, version: int) -> list[tuple[ClientRound, simpy.Event]]:
+    def _refill(self, version: int, now: float) -> None:
         """Start online, idle clients on the current version until C are in flight."""
         w, population = self.world, self.world.scenario.population
         n, slots = population.clients, self.strategy.cohort(population.per_round)
         busy = {rec.client for rec in self.in_flight.values()}
         records: list[ClientRound] = []
         while len(self.in_flight) + len(records) < slots:
-            client = w.availability.pick(self.next_key, self.env.now, n, busy)
+            client = w.availability.pick(self.next_key, now, n, busy)
             if client is None:
                 break
             busy.add(client)
             records.append(ClientRound(self.next_key, client, version))
             self.next_key += 1
-        dropped = [w.availability.dropped_one(rec.key, rec.client) for rec in records]
-        return list(zip(records, self._start(records, dropped), strict=True))
+        if records:
+            dropped = [w.availability.dropped_one(rec.key, rec.client) for rec in records]
+            self._start(records, dropped, now)
+            self.in_flight.update((rec.key, rec) for rec in records)
 
     def server_state(self) -> dict[str, Any]:
         """What the server must remember to resume after the last reported round: nothing for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -147,3 +148,29 @@ def per_client_links(folder: Path, up_mbps: list[float], down_mbps: list[float])
         }
 
     return {"uplink": link("up", up_mbps), "downlink": link("down", down_mbps)}
+
+
+STRATEGY_SCENARIOS = ("deadline", "overselect", "fedbuff", "mahimahi-replay")
+
+
+def inline_toml(value: object) -> str:
+    """A value as an inline TOML literal, for --set overrides of whole tables."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {inline_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(inline_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    return repr(value)
+
+
+def tiny_run_overrides(scenario: str, sections: dict) -> list[str]:
+    """--set overrides that shrink a shipped scenario to 8 clients, 4 at a time (FedBuff: 4 in
+    flight, updates of 2), 3 rounds, and replace whole sections (e.g. training and methods)."""
+    sets = [f"{key}={inline_toml(value)}" for key, value in sections.items()]
+    sets += ["population.clients=8", "population.per_round=4", "server.rounds=3"]
+    if scenario == "fedbuff":
+        sets += ["server.concurrency=4", "server.buffer_size=2"]
+    return sets

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
-from conftest import scenario_dict
+from conftest import PROJECT_ROOT, STRATEGY_SCENARIOS, scenario_dict, tiny_run_overrides
 
+from simulator.engine import COUNTED
 from simulator.errors import RunDirError
 from simulator.experiment import load_resumable, prepare_out, run_scenario
 from simulator.recorder import ArmRecorder
@@ -121,3 +123,20 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     manifest = json.loads((dense / "manifest.json").read_text())
     assert manifest["schema_version"] == 3 and manifest["seed"] == 7
     assert "numpy" in manifest["packages"]
+
+
+@pytest.mark.parametrize("name", STRATEGY_SCENARIOS)
+def test_shipped_strategy_scenarios_run_in_surrogate_mode(name, tmp_path, request):
+    if name == "mahimahi-replay":
+        request.getfixturevalue("shared_traces")
+    path = PROJECT_ROOT / "scenarios" / f"{name}.toml"
+    scenario = load_scenario(path, tiny_run_overrides(name, {}))
+    for arm in run_scenario(scenario, tmp_path / name, progress=False):
+        summary = json.loads((arm / "summary.json").read_text())
+        assert summary["rounds"] == 3 and summary["complete"]
+        with open(arm / "clients.csv", newline="") as fh:
+            clients = list(csv.DictReader(fh))
+        assert {int(c["round"]) for c in clients} == {1, 2, 3}
+        assert {c["status"] for c in clients} <= set(COUNTED) | {"ok"}
+        # versions are FedBuff's: every client-round trained on one, none elsewhere
+        assert {c["version"] == "" for c in clients} == {name != "fedbuff"}

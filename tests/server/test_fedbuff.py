@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import per_client_links, scenario_dict
+from conftest import PROJECT_ROOT, per_client_links, scenario_dict
 
 from simulator.engine import ClientRound
 from simulator.experiment import load_resumable, prepare_out, run_scenario
@@ -274,3 +274,13 @@ def test_in_flight_state_round_trips():
     sized = ClientRound(1, 0)
     sized.result = LocalResult(5_000, 10, compute_s=2.0)
     assert ClientRound.from_state(sized.state()).result == sized.result
+
+
+def test_wake_ups_follow_planned_ends_despite_float_rounding(tmp_path):
+    # On these links a SimPy timeout of (end - now) can land one ulp before `end`; a server
+    # that compared with SimPy's clock stalled here. It must finish all its updates.
+    overrides = ["strategy=fedbuff", "concurrency=20", "buffer_size=10", "rounds=8"]
+    path = PROJECT_ROOT / "scenarios" / "hetero-lte.toml"
+    scenario = load_scenario(path, [f"server.{o}" for o in overrides])
+    (arm,) = run_scenario(scenario, tmp_path / "run", arms=["fed-fstq"], progress=False)
+    assert [int(r["round"]) for r in _rows(arm, "rounds")] == list(range(1, 9))
