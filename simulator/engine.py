@@ -244,8 +244,8 @@ class Engine:
         received = w.faults.apply(rec.key, client, result.message)
         if received is None:
             rec.status = LOST
-            return
-        rec.result = replace(result, message=received)
+        else:
+            rec.result = result if received is result.message else replace(result, message=received)
 
     def _start(self, records: list[ClientRound], dropped: list[bool], now: float) -> None:
         """Start these client-rounds at `now`, each planned whole to its end (rec.end)."""
