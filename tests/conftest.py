@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,50 @@ def tiny_run_overrides(scenario: str, sections: dict) -> list[str]:
     if scenario == "fedbuff":
         sets += ["server.concurrency=4", "server.buffer_size=2"]
     return sets
+
+
+def interrupt_at_append(monkeypatch, appends: int, run: Callable[[], object]) -> None:
+    """Run, crashing (KeyboardInterrupt) at the `appends`-th write of rows and checkpoint: the
+    writes before it are on disk, as after a real interruption."""
+    from simulator.recorder import ArmRecorder
+
+    original = ArmRecorder.append
+    calls = {"n": 0}
+
+    def crash(self, rows, state):
+        calls["n"] += 1
+        if calls["n"] == appends:
+            raise KeyboardInterrupt
+        return original(self, rows, state)
+
+    monkeypatch.setattr(ArmRecorder, "append", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(ArmRecorder, "append", original)
+
+
+def hetero_dict(**sections: object) -> dict:
+    """A heterogeneous surrogate scenario: 30 phones and laptops, straggler-tail uplinks,
+    on/off sessions with dropout, two arms; keyword sections replace whole sections."""
+    raw = scenario_dict(
+        population={"clients": 30, "per_round": 6, "mix": {"mid_phone": 2, "laptop": 1}},
+        network={
+            "uplink": {"kind": "straggler_tail"},
+            "downlink": {"kind": "ratio", "ratio": 4.0},
+            "latency_ms": 30.0,
+        },
+        availability={
+            "kind": "sessions",
+            "mean_online_s": 900.0,
+            "mean_offline_s": 300.0,
+            "p_drop": 0.1,
+        },
+        server={"rounds": 8},
+        evaluation={"every": 2, "targets": [0.5, 0.99]},
+        methods=[
+            {"name": "dense", "payload_mb": 4.0, "compute_tflop": 3.0},
+            {"name": "small", "payload_mb": 0.5, "compute_tflop": 3.3},
+        ],
+    )
+    raw.update(sections)
+    return raw

@@ -7,38 +7,24 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, STRATEGY_SCENARIOS, scenario_dict, tiny_run_overrides
+from conftest import (
+    PROJECT_ROOT,
+    STRATEGY_SCENARIOS,
+    hetero_dict,
+    interrupt_at_append,
+    tiny_run_overrides,
+)
 
 from simulator.engine import COUNTED
 from simulator.errors import RunDirError
 from simulator.experiment import load_resumable, prepare_out, run_scenario
-from simulator.recorder import ArmRecorder
 from simulator.scenario import load_scenario
 
 TABLES = ("rounds.csv", "clients.csv", "evals.csv", "summary.json", "checkpoint.json")
 
 
 def _hetero(write_scenario) -> tuple[Path, dict]:
-    raw = scenario_dict(
-        population={"clients": 30, "per_round": 6, "mix": {"mid_phone": 2, "laptop": 1}},
-        network={
-            "uplink": {"kind": "straggler_tail"},
-            "downlink": {"kind": "ratio", "ratio": 4.0},
-            "latency_ms": 30.0,
-        },
-        availability={
-            "kind": "sessions",
-            "mean_online_s": 900.0,
-            "mean_offline_s": 300.0,
-            "p_drop": 0.1,
-        },
-        server={"rounds": 8},
-        evaluation={"every": 2, "targets": [0.5, 0.99]},
-        methods=[
-            {"name": "dense", "payload_mb": 4.0, "compute_tflop": 3.0},
-            {"name": "small", "payload_mb": 0.5, "compute_tflop": 3.3},
-        ],
-    )
+    raw = hetero_dict()
     return write_scenario(raw), raw
 
 
@@ -72,19 +58,8 @@ def test_resume_after_interruption_gives_identical_files(write_scenario, tmp_pat
     path, _ = _hetero(write_scenario)
     reference = _run(path, tmp_path / "ref")
 
-    calls = {"n": 0}
-    original = ArmRecorder.append
-
-    def crash_after_four(self, rows, state):
-        calls["n"] += 1
-        if calls["n"] == 5 + 9:  # arm 1 complete (1 + 8 appends), 4 rounds into arm 2
-            raise KeyboardInterrupt
-        return original(self, rows, state)
-
-    monkeypatch.setattr(ArmRecorder, "append", crash_after_four)
-    with pytest.raises(KeyboardInterrupt):
-        _run(path, tmp_path / "cut")
-    monkeypatch.setattr(ArmRecorder, "append", original)
+    # arm 1 complete (1 + 8 appends); arm 2 (1 + 3 appends) crashes in its fourth round
+    interrupt_at_append(monkeypatch, 9 + 5, lambda: _run(path, tmp_path / "cut"))
     cut = tmp_path / "cut"
     assert not (cut / "small" / "summary.json").exists()
     rows_kept = (cut / "small" / "rounds.csv").read_text().splitlines()

@@ -26,11 +26,16 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, per_client_links, scenario_dict
+from conftest import (
+    PROJECT_ROOT,
+    hetero_dict,
+    interrupt_at_append,
+    per_client_links,
+    scenario_dict,
+)
 
 from simulator.engine import ClientRound
 from simulator.experiment import load_resumable, prepare_out, run_scenario
-from simulator.recorder import ArmRecorder
 from simulator.scenario import load_scenario
 from simulator.server.strategies import FedBuff, staleness_weight
 from simulator.training.base import LocalResult
@@ -202,33 +207,8 @@ def test_dropouts_are_replaced_at_once(write_scenario, tmp_path):
 
 
 def _hetero_fedbuff(write_scenario) -> Path:
-    raw = scenario_dict(
-        population={"clients": 30, "per_round": 6, "mix": {"mid_phone": 2, "laptop": 1}},
-        network={
-            "uplink": {"kind": "straggler_tail"},
-            "downlink": {"kind": "ratio", "ratio": 4.0},
-            "latency_ms": 30.0,
-        },
-        availability={
-            "kind": "sessions",
-            "mean_online_s": 900.0,
-            "mean_offline_s": 300.0,
-            "p_drop": 0.1,
-        },
-        server={
-            "strategy": "fedbuff",
-            "rounds": 12,
-            "concurrency": 8,
-            "buffer_size": 3,
-            "max_staleness": 3,
-        },
-        evaluation={"every": 2, "targets": [0.5]},
-        methods=[
-            {"name": "dense", "payload_mb": 4.0, "compute_tflop": 3.0},
-            {"name": "small", "payload_mb": 0.5, "compute_tflop": 3.3},
-        ],
-    )
-    return write_scenario(raw)
+    server = {"strategy": "fedbuff", "rounds": 12, "concurrency": 8, "buffer_size": 3}
+    return write_scenario(hetero_dict(server={**server, "max_staleness": 3}))
 
 
 def test_fedbuff_is_deterministic_and_resumes_exactly(write_scenario, tmp_path, monkeypatch):
@@ -242,21 +222,10 @@ def test_fedbuff_is_deterministic_and_resumes_exactly(write_scenario, tmp_path, 
     statuses = {c["status"] for c in _rows(reference[0], "clients")}
     assert {"ok", "dropped"} <= statuses
 
-    calls = {"n": 0}
-    original = ArmRecorder.append
-
-    def crash(self, rows, state):
-        calls["n"] += 1
-        if calls["n"] == 13 + 6:  # arm 1 done (1 + 12 appends), 5 updates into arm 2
-            raise KeyboardInterrupt
-        return original(self, rows, state)
-
     cut = tmp_path / "cut"
     prepare_out(cut, path, scenario, force=False)
-    monkeypatch.setattr(ArmRecorder, "append", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_scenario(scenario, cut, progress=False)
-    monkeypatch.setattr(ArmRecorder, "append", original)
+    # arm 1 done (1 + 12 appends); arm 2 (1 + 4 appends) crashes in its fifth update
+    interrupt_at_append(monkeypatch, 13 + 6, lambda: run_scenario(scenario, cut, progress=False))
     assert len((cut / "small" / "rounds.csv").read_text().splitlines()) == 1 + 4
     resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
     for a, b in zip(reference, resumed, strict=True):

@@ -11,13 +11,18 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from conftest import PROJECT_ROOT, STRATEGY_SCENARIOS, real_scenario_dict, tiny_run_overrides
+from conftest import (
+    PROJECT_ROOT,
+    STRATEGY_SCENARIOS,
+    interrupt_at_append,
+    real_scenario_dict,
+    tiny_run_overrides,
+)
 
 from simulator.executors import InlineExecutor
 from simulator.experiment import load_resumable, prepare_out, run_scenario
 from simulator.methods.base import CodecContext
 from simulator.methods.packing import OVERHEAD
-from simulator.recorder import ArmRecorder
 from simulator.scenario import load_scenario
 from simulator.training.base import LocalResult
 from simulator.training.real import RealTask, RealTrainer
@@ -97,19 +102,8 @@ def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_pat
         methods=[{"name": "fp32", "codec": "fp32"}, {"name": "ffa", "freeze_a": True}],
     )
     reference = _run(write_scenario, raw, tmp_path / "ref")
-    original = ArmRecorder.append
-    calls = {"n": 0}
-
-    def crash(self, rows, state):
-        calls["n"] += 1
-        if calls["n"] == 5 + 3:  # arm 1 done (1 + 4 appends), 2 rounds into arm 2
-            raise KeyboardInterrupt
-        return original(self, rows, state)
-
-    monkeypatch.setattr(ArmRecorder, "append", crash)
-    with pytest.raises(KeyboardInterrupt):
-        _run(write_scenario, raw, tmp_path / "cut")
-    monkeypatch.setattr(ArmRecorder, "append", original)
+    # arm 1 done (1 + 4 appends), 2 rounds into arm 2
+    interrupt_at_append(monkeypatch, 5 + 3, lambda: _run(write_scenario, raw, tmp_path / "cut"))
     cut = tmp_path / "cut"
     resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
     for a, b in zip(reference, resumed, strict=True):
@@ -361,21 +355,11 @@ def test_fedbuff_real_training_resumes_exactly(write_scenario, tiny_models, tmp_
     (reference,) = _run(write_scenario, raw, tmp_path / "ref")
     versions = {c["version"] for c in _rows(reference / "clients.csv")}
     assert {"0", "1"} <= versions
-    original = ArmRecorder.append
-    calls = {"n": 0}
-
-    def crash(self, rows, state):
-        calls["n"] += 1
-        if calls["n"] == 1 + 2:  # two server updates written, the third crashes
-            assert state["server"]["in_flight"]  # real messages in flight are checkpointed
-            raise KeyboardInterrupt
-        return original(self, rows, state)
-
-    monkeypatch.setattr(ArmRecorder, "append", crash)
-    with pytest.raises(KeyboardInterrupt):
-        _run(write_scenario, raw, tmp_path / "cut")
-    monkeypatch.setattr(ArmRecorder, "append", original)
+    # two server updates written, the third crashes
+    interrupt_at_append(monkeypatch, 1 + 3, lambda: _run(write_scenario, raw, tmp_path / "cut"))
     cut = tmp_path / "cut"
+    in_flight = json.loads((cut / "fp16" / "checkpoint.json").read_text())["state"]["server"]
+    assert any(rec["result"] and rec["result"]["bytes"] for rec in in_flight["in_flight"])
     (resumed,) = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
     for name in TABLES:
         assert (reference / name).read_bytes() == (resumed / name).read_bytes(), name
