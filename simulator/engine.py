@@ -266,10 +266,13 @@ class Engine:
 
     def _stop(self, rec: ClientRound, t: float, status: str) -> None:
         """The server stops a client at t: one still working is cut there (the bytes it moved
-        so far count, its energy covers only that time); either way its update is discarded."""
-        rec.status, rec.result = status, None
+        so far count, its energy covers only that time); one whose update has arrived sees it
+        discarded; one that already failed or dropped out keeps its status."""
         if t >= rec.end:
+            if rec.result is not None:
+                rec.status, rec.result = status, None
             return
+        rec.result = None
         ends = rec.times[1::2]
         index = next(i for i, end in enumerate(ends) if end is not None and t < end)
         start = rec.times[2 * index]
@@ -305,8 +308,8 @@ class Engine:
         weights: list[float] | None = None,
     ) -> RoundOutcome:
         """Fold the updates that arrived into the global state; rejected ones become corrupt."""
-        received = [(rec.client, rec.result) for rec in records if rec.result is not None]
         arrived = [rec for rec in records if rec.result is not None]
+        received = [(rec.client, rec.result) for rec in arrived]
         rejected = self.trainer.aggregate(round_index, received, weights)
         for index in rejected:
             arrived[index].status = "corrupt"

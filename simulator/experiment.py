@@ -162,6 +162,7 @@ def summarise(folder: Path, scenario: Scenario, method: Method, mode: str) -> di
         "mode": mode,
         "seed": scenario.seed,
         "scenario": scenario.name,
+        "strategy": scenario.server.strategy,
         "rounds": len(rounds),
         "sim_time_s": float(rounds[-1]["end_s"]) if rounds else 0.0,
         "uplink_bytes": sum(int(r["uplink_bytes"]) for r in rounds),

@@ -84,6 +84,7 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     dense, _ = _run(path, tmp_path / "a")
     summary = json.loads((dense / "summary.json").read_text())
     assert summary["mode"] == "surrogate" and summary["rounds"] == 8
+    assert summary["strategy"] == "sync"
     by_target = {t["target"]: t for t in summary["targets"]}
     assert by_target[0.99]["reached"] is False and by_target[0.99]["time_s"] is None
     evals = (dense / "evals.csv").read_text().splitlines()

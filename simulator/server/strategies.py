@@ -13,10 +13,11 @@ with the strategy's `cut_status` (`late` or `cancelled`): the bytes it moved unt
 counted, its energy covers only that time, its update is discarded.
 
 - sync: close at the last finish or failure; nobody is stopped.
-- deadline: close at start + deadline_s, or at the percentile (nearest rank) of the planned
-  arrival times of the clients whose upload reaches the server; earlier when everyone has
-  finished or failed by then. The percentile is an oracle: the engine plans each client-round
-  when it starts, so it knows the finish times a real server would predict from history.
+- deadline: close deadline_s after the round's clients start, or at the percentile (nearest
+  rank) of the planned arrival times of the clients whose upload reaches the server; earlier
+  when everyone has finished or failed by then. The percentile is an oracle: the engine plans
+  each client-round when it starts, so it knows the finish times a real server would predict
+  from history.
 - overselect: select ⌈n(1+ε)⌉, close at the n-th arrival (ties in selection order), cancel
   everyone else still working, and arrivals at that same instant after the n-th; with fewer
   than n arrivals the round closes like sync.

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import per_client_links, scenario_dict
 
+from simulator.engine import ClientRound, Engine, build_world
 from simulator.experiment import run_scenario
 from simulator.scenario import load_scenario
 from simulator.server.strategies import Deadline, OverSelect, Plan, Sync, overselect_count
+from simulator.training.surrogate import SurrogateTrainer
 
 UPLINKS = [8.0, 2.0, 1.0, 0.5]
 
@@ -241,3 +243,21 @@ def test_dropped_clients_do_not_hold_rounds_under_cutting_strategies(
         # everyone who works is done at 4 s: a dropout never holds the round
         assert float(r["duration_s"]) == (4.0 if worked else 0.0)
         assert int(r["received"]) == min(len(worked), 4)
+
+
+def test_stopping_cuts_work_discards_arrivals_and_keeps_failures(write_scenario, tmp_path):
+    raw = scenario_dict(network=per_client_links(tmp_path, UPLINKS, [16.0] * 4))
+    scenario = load_scenario(write_scenario(raw))
+    method = scenario.methods[0]
+    engine = Engine(build_world(scenario), method, SurrogateTrainer(scenario, method))
+    working, arrived, dropped = (ClientRound(1, c) for c in (3, 0, 1))
+    engine._start([working, arrived, dropped], [False, False, True], 0.0)
+    engine._stop(working, 5.0, "late")  # client 3: 2 s into its 0.5 Mbps upload
+    assert (working.status, working.phase, working.up_bytes) == ("late", "upload", 125_000)
+    assert working.times[5] == working.end == 5.0 and working.result is None
+    assert working.due == 19.0 and working.energy == pytest.approx(1 + 8 + 2 * 2)
+    engine._stop(arrived, 5.0, "cancelled")  # arrived at 4 s: discarded, its work stands
+    assert (arrived.status, arrived.end, arrived.up_bytes) == ("cancelled", 4.0, 1_000_000)
+    assert arrived.result is None
+    engine._stop(dropped, 5.0, "cancelled")
+    assert dropped.status == "dropped"
