@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -89,14 +90,13 @@ class ClientRound:
 
     key: the client-round's seed coordinate (the round; FedBuff: the start counter).
     round: the rounds.csv row it is reported in. version: the global version it trained on
-    (FedBuff only). due: its end as planned at its start, before the server cut it short.
+    (FedBuff only).
     """
 
     __slots__ = (
         "busy",
         "client",
         "down_bytes",
-        "due",
         "end",
         "energy",
         "key",
@@ -125,7 +125,6 @@ class ClientRound:
         self.up_bytes = 0
         self.energy = 0.0
         self.end = -math.inf  # when the client finished or failed
-        self.due = -math.inf
         self.offline_at = math.inf  # when the client's online session ends
         self.result: LocalResult | None = None  # what reached the server, until aggregated
 
@@ -262,7 +261,6 @@ class Engine:
             if rec.status == "ok":
                 self._plan(rec)
             rec.energy = fleet.energy_j(rec.client, *rec.busy)
-            rec.due = rec.end
 
     def _stop(self, rec: ClientRound, t: float, status: str) -> None:
         """The server stops a client at t: one still working is cut there (the bytes it moved
@@ -344,7 +342,9 @@ class Engine:
             events = [env.timeout(rec.end - now, rec) for rec in records]
             working = [rec for rec in records if rec.status != "dropped"]
             closing = strategy.close(now, [Plan(c.end, c.result is not None) for c in working])
-            heard = [e for e, rec in zip(events, records, strict=True) if rec.end <= closing.time]
+            heard = events  # the server hears from everyone, or those done by the close
+            if closing.stopped:
+                heard = [e for e, c in zip(events, records, strict=True) if c.end <= closing.time]
             yield env.all_of(heard)
             if closing.time > env.now:
                 yield env.timeout(closing.time - env.now)  # a deadline with clients still out
@@ -465,7 +465,7 @@ class RoundOutcome:
         energies = np.array([c.energy for c in worked]) if worked else np.zeros(1)
         slowest = self.straggler
         phase = "" if slowest is None else PHASES[int(np.argmax(slowest.busy))]
-        statuses = [c.status for c in self.clients]
+        statuses = Counter(c.status for c in self.clients)
         return (
             self.round,
             self.start_s,
@@ -473,7 +473,7 @@ class RoundOutcome:
             self.end_s - self.start_s,
             len(self.clients),
             self.received,
-            *(statuses.count(s) for s in COUNTED),
+            *(statuses[s] for s in COUNTED),
             sum(c.up_bytes for c in self.clients),
             sum(c.down_bytes for c in self.clients),
             float(energies.mean()),
