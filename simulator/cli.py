@@ -30,8 +30,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     data = _check_training(scenario)
     print(
         f"{args.scenario}: OK: {scenario.population.clients} clients, "
-        f"{scenario.population.per_round} per round, {scenario.server.rounds} rounds, "
-        f"{scenario.training.mode} training{data}, arms: {arms}"
+        f"{scenario.population.per_round} per round, {scenario.server.rounds} rounds "
+        f"({scenario.server.strategy}), {scenario.training.mode} training{data}, arms: {arms}"
     )
     return 0
 

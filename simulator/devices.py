@@ -280,6 +280,23 @@ class AvailabilityModel:
             return np.zeros(len(clients), dtype=bool)
         return seeds.uniforms(self.seed, "dropout", (round_index,), clients) < self.p_drop
 
+    def dropped_one(self, key: int, client: int) -> bool:
+        """Whether the client started under `key` drops out (FedBuff: one draw per start)."""
+        return bool(self.dropped(key, np.array([client]))[0])
+
+    def pick(self, key: int, t: float, n_clients: int, busy: set[int]) -> int | None:
+        """One client, uniform among those online at t and not busy (None when there is none).
+
+        Drawn from the selection scope of `key`: a few cheap candidates first, then a full
+        permutation, so a pick is usually O(1) yet never misses an eligible client.
+        """
+        gen = seeds.rng(self.seed, "selection", key)
+        for order in (gen.integers(0, n_clients, 8), gen.permutation(n_clients)):
+            for client in order.tolist():
+                if client not in busy and self.online_until(client, t) > t:
+                    return client
+        return None
+
     def select(self, round_index: int, t: float, n_clients: int, k: int) -> np.ndarray:
         """k clients sampled without replacement among those online at t (fewer if not enough)."""
         gen = seeds.rng(self.seed, "selection", round_index)

@@ -1,24 +1,42 @@
-"""The SimPy engine: a server process and one process per client-round, on one simulated clock.
+"""The SimPy engine: a server process and the client-rounds it starts, on one simulated clock.
 
 Per client-round: download the global state over the client's downlink, compute (the trainer
 runs at the start of this phase in zero simulated time; the phase lasts the work divided by
-the device speed), upload the message over the uplink. Links are deterministic functions
-of time and clients do not contend, so the server process plans each client-round when it
-starts and schedules one event at its end. Each round plans every download first, then hands
-the clients that received the global state to the trainer together (`begin_round`), so an
-executor may train them in parallel; compute and upload are planned after. A client whose
-online session ends mid-phase loses the round; the phase and the bytes moved so far are
-recorded. The synchronous strategy waits for every selected client that did not drop out;
-a client that goes offline is noticed at once (it disconnects), so the round ends at the
-latest finish or failure time.
+the device speed), upload the message over the uplink. Links are deterministic functions of
+time and clients do not contend, so a client-round is planned whole when it starts, to its
+end (finish or failure), and the server waits on those planned ends instead of stepping
+through phases. Clients started together download first and go to the trainer together
+(`begin_round`), so an executor may train them in parallel; compute and upload are planned
+after. A client whose online session ends mid-phase loses the round (status interrupted; the
+phase and the bytes moved so far are recorded); a client that drops out (Bernoulli) sends
+nothing and is noticed at once.
+
+The server strategy (simulator/server/strategies.py) decides which of those ends the server
+waits for and what happens to the rest:
+- synchronous strategies run rounds: select, start (one SimPy timeout event per client-round,
+  at its end), wait for the events of the clients the strategy waits on (under a deadline,
+  until the deadline), stop those still working (late / cancelled, with the bytes and energy
+  of the time they worked), aggregate;
+- FedBuff keeps C client-rounds in flight and sleeps until the earliest planned end among
+  them (one timeout per wake-up). Whenever some end, the server handles them in start order
+  (failed, stale, or buffered with their staleness), updates the global state every K
+  buffered updates (one round = one server update; its rows are the client-rounds that ended
+  since the previous update), then refills the free slots with clients that are online and
+  idle, each training on the version current when it starts. Clients are drawn
+  one by one from the "selection" seed scope keyed by a start counter (which also keys their
+  dropout, faults and training seeds), so every arm sees the same draws. When nobody can be
+  started, the server looks again on a fixed 60 s grid. After the last update the clients
+  still in flight are cancelled and reported in the last round.
 
 This module imports no torch: the trainer is handed in.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,11 +48,12 @@ from simulator.devices import AvailabilityModel, Fleet, build_fleet
 from simulator.network.faults import LOST, FaultModel
 from simulator.network.link import LinkSet, build_links
 from simulator.scenario import Method, Scenario
+from simulator.server.strategies import FedBuff, Plan, RoundStrategy, make_strategy
 from simulator.training.base import LocalResult, Trainer
 
 log = logging.getLogger(__name__)
 
-NO_CLIENT_RETRY_S = 60.0  # when nobody is online, the server looks again after this long
+NO_CLIENT_RETRY_S = 60.0  # when nobody can be started, the server looks again after this long
 PHASES = ("download", "compute", "upload")
 
 
@@ -60,8 +79,19 @@ def build_world(scenario: Scenario, source: str = "scenario") -> World:
     return World(scenario, fleet, uplinks, downlinks, availability, faults)
 
 
+def _partial(links: LinkSet, client: int, start: float, end: float, planned: int) -> int:
+    """Whole bytes of a planned transfer started at start that had arrived by end (within a
+    micro-byte of a whole number counts as it: the capacity integral carries float noise)."""
+    return int(min(planned, links.delivered_bytes(client, start, end)) + 1e-6)
+
+
 class ClientRound:
-    """The record of one client in one round (a row of clients.csv)."""
+    """The record of one client-round (a row of clients.csv).
+
+    key: the client-round's seed coordinate (the round; FedBuff: the start counter).
+    round: the rounds.csv row it is reported in. version: the global version it trained on
+    (FedBuff only).
+    """
 
     __slots__ = (
         "busy",
@@ -69,17 +99,24 @@ class ClientRound:
         "down_bytes",
         "end",
         "energy",
+        "key",
         "offline_at",
         "phase",
+        "result",
         "round",
+        "staleness",
         "status",
         "times",
         "up_bytes",
+        "version",
     )
+    SAVED = tuple(s for s in __slots__ if s not in ("offline_at", "result"))
 
-    def __init__(self, round_index: int, client: int) -> None:
-        self.round = round_index
+    def __init__(self, key: int, client: int, version: int | None = None) -> None:
+        self.key = self.round = key
         self.client = client
+        self.version = version
+        self.staleness: int | None = None
         self.status = "ok"
         self.phase = ""
         self.times: list[float | None] = [None] * 6
@@ -89,17 +126,26 @@ class ClientRound:
         self.energy = 0.0
         self.end = -math.inf  # when the client finished or failed
         self.offline_at = math.inf  # when the client's online session ends
+        self.result: LocalResult | None = None  # what reached the server, until aggregated
 
     def phase_done(self, index: int, start: float, end: float, offline_at: float) -> bool:
         """Record a phase [start, end), cut at offline_at if the client goes offline first."""
-        done = end <= offline_at
-        if not done:
-            end = offline_at
-            self.status, self.phase = "interrupted", PHASES[index]
         self.times[2 * index] = start
         self.times[2 * index + 1] = self.end = end
         self.busy[index] = end - start
-        return done
+        if end <= offline_at:
+            return True
+        self.stop(index, offline_at, "interrupted")
+        return False
+
+    def stop(self, index: int, t: float, status: str) -> None:
+        """End the client-round at t, inside phase `index`; later phases never happen."""
+        self.status, self.phase = status, PHASES[index]
+        self.times[2 * index + 1] = self.end = t
+        self.busy[index] = t - self.times[2 * index]
+        for later in range(index + 1, 3):
+            self.times[2 * later] = self.times[2 * later + 1] = None
+            self.busy[later] = 0.0
 
     def row(self, device: str) -> tuple[Any, ...]:
         """The clients.csv row."""
@@ -113,111 +159,128 @@ class ClientRound:
             self.down_bytes,
             self.up_bytes,
             self.energy,
+            self.version,
+            self.staleness,
         )
+
+    def state(self) -> dict[str, Any]:
+        """JSON-safe record of a client-round still in flight (FedBuff checkpoints)."""
+        data = {name: getattr(self, name) for name in self.SAVED}
+        data["result"] = None if self.result is None else _result_state(self.result)
+        return data
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> ClientRound:
+        """The record state() described."""
+        rec = cls(data["key"], data["client"])
+        for name in cls.SAVED:
+            setattr(rec, name, data[name])
+        rec.result = None if data["result"] is None else _result_from_state(data["result"])
+        return rec
+
+
+def _result_state(result: LocalResult) -> dict[str, Any]:
+    message = result.message
+    return {
+        "message": message if isinstance(message, int) else base64.b64encode(message).decode(),
+        "bytes": not isinstance(message, int),
+        "num_samples": result.num_samples,
+        "compute_s": result.compute_s,
+        "work_flop": result.work_flop,
+    }
+
+
+def _result_from_state(data: dict[str, Any]) -> LocalResult:
+    message = base64.b64decode(data["message"]) if data["bytes"] else int(data["message"])
+    return LocalResult(message, data["num_samples"], data["compute_s"], data["work_flop"])
+
+
+def _next_retry(now: float) -> float:
+    """The next time on the retry grid (a grid, so a resumed run retries when an unbroken
+    one does)."""
+    return (math.floor(now / NO_CLIENT_RETRY_S) + 1) * NO_CLIENT_RETRY_S
 
 
 class Engine:
-    """Runs one method arm over a World, round by round, reporting each round to a sink."""
+    """Runs one method arm over a World, reporting each round (server update) to a sink."""
 
     def __init__(self, world: World, method: Method, trainer: Trainer) -> None:
         self.world = world
         self.method = method
         self.trainer = trainer
+        sc = world.scenario
+        self.strategy = make_strategy(sc.server, sc.population.per_round)
         self.env = simpy.Environment()
-        self.results: dict[int, LocalResult] = {}
+        self.in_flight: dict[int, ClientRound] = {}  # FedBuff: started, not yet handled, by key
+        self.next_key = 1  # FedBuff: the next start's counter
 
     # --- client side ----------------------------------------------------------------------
 
     def _download(self, rec: ClientRound, start: float) -> None:
-        """Fix the download phase from start; a client offline before it ends is interrupted.
-
-        Links are deterministic functions of time and clients do not contend, so a client's
-        whole round is known at its start: each phase is planned, not simulated step by step.
-        """
+        """Fix the download phase from start; a client offline before it ends is interrupted."""
         w, client = self.world, rec.client
         rec.offline_at = w.availability.online_until(client, start)
         down = self.trainer.downlink_bytes(client)
         end = start + w.downlinks.transfer_time(client, down, start)
-        if rec.phase_done(0, start, end, rec.offline_at):
-            rec.down_bytes = down
-        else:
-            delivered = w.downlinks.delivered_bytes(client, start, rec.offline_at)
-            rec.down_bytes = int(min(down, delivered))
+        rec.down_bytes = down
+        if not rec.phase_done(0, start, end, rec.offline_at):
+            rec.down_bytes = _partial(w.downlinks, client, start, rec.offline_at, down)
 
-    def _compute_and_upload(self, rec: ClientRound) -> LocalResult | None:
-        """Plan compute (the trainer's work, in zero simulated time) and upload after download.
-
-        Returns the result if it reaches the server.
-        """
+    def _plan(self, rec: ClientRound) -> None:
+        """Plan compute (the trainer's work, in zero simulated time) and upload after the
+        download; rec.result is set when the update reaches the server."""
         w, client, offline_at = self.world, rec.client, rec.offline_at
-        result = self.trainer.train(client, rec.round)
+        result = self.trainer.train(client, rec.key)
         start = rec.end
         end = start + result.compute_seconds(w.fleet.flops[client])
         if not rec.phase_done(1, start, end, offline_at):
-            return None
-        up = result.uplink_bytes
+            return
+        up = rec.up_bytes = result.uplink_bytes
         start, end = end, end + w.uplinks.transfer_time(client, up, end)
         if not rec.phase_done(2, start, end, offline_at):
-            rec.up_bytes = int(min(up, w.uplinks.delivered_bytes(client, start, offline_at)))
-            return None
-        rec.up_bytes = up
-        received = w.faults.apply(rec.round, client, result.message)
+            rec.up_bytes = _partial(w.uplinks, client, start, offline_at, up)
+            return
+        received = w.faults.apply(rec.key, client, result.message)
         if received is None:
             rec.status = LOST
-            return None
-        return replace(result, message=received)
+        else:
+            rec.result = result if received is result.message else replace(result, message=received)
 
-    def _finish(self, rec: ClientRound) -> simpy.Event:
-        """The event that fires when the client finishes or fails, carrying its record.
-
-        The whole path is planned at its start, so a client-round is one timeout event rather
-        than a process: the same semantics at a third of the scheduling cost, which matters at
-        a million client-rounds.
-        """
-        if rec.status == "dropped":
-            return self.env.timeout(0.0, rec)
-        if rec.status == "ok":
-            result = self._compute_and_upload(rec)
-            if result is not None:
-                self.results[rec.client] = result
-        rec.energy = self.world.fleet.energy_j(rec.client, *rec.busy)
-        return self.env.timeout(rec.end - self.env.now, rec)
-
-    # --- server side ----------------------------------------------------------------------
-
-    def _select(self, round_index: int) -> Generator:
-        """Clients for this round, waiting while nobody is online."""
-        sc = self.world.scenario
-        while True:
-            chosen = self.world.availability.select(
-                round_index, self.env.now, sc.population.clients, sc.population.per_round
-            )
-            if len(chosen):
-                return chosen
-            log.info("round %d: nobody online at %.1f s; retrying", round_index, self.env.now)
-            yield self.env.timeout(NO_CLIENT_RETRY_S)
-
-    def _round(self, round_index: int) -> Generator:
-        env, w = self.env, self.world
-        start = env.now
-        selected = yield from self._select(round_index)
-        dropped = w.availability.dropped(round_index, selected).tolist()
-        records = [ClientRound(round_index, c) for c in selected.tolist()]
+    def _start(self, records: list[ClientRound], dropped: list[bool], now: float) -> None:
+        """Start these client-rounds at `now`, each planned whole to its end (rec.end)."""
+        fleet = self.world.fleet
         for rec, drop in zip(records, dropped, strict=True):
             if drop:
-                rec.status = "dropped"
+                rec.status, rec.end = "dropped", now
             else:
-                self._download(rec, env.now)
+                self._download(rec, now)
         ready = {r.client: r.end for r in records if r.status == "ok"}
-        self.trainer.begin_round(round_index, list(ready), self._uplink_capacity(ready))
-        yield env.all_of([self._finish(rec) for rec in records])
-        received = [(r.client, self.results.pop(r.client)) for r in records if r.status == "ok"]
-        self.results.clear()
-        rejected = self.trainer.aggregate(round_index, received)
+        starts = [(r.client, r.key) for r in records if r.status == "ok"]
+        self.trainer.begin_round(starts, self._uplink_capacity(ready))
         for rec in records:
-            if rec.client in rejected:
-                rec.status = "corrupt"
-        return RoundOutcome(round_index, start, env.now, records, len(received) - len(rejected))
+            if rec.status == "ok":
+                self._plan(rec)
+            rec.energy = fleet.energy_j(rec.client, *rec.busy)
+
+    def _stop(self, rec: ClientRound, t: float, status: str) -> None:
+        """The server stops a client at t: one still working is cut there (the bytes it moved
+        so far count, its energy covers only that time); one whose update has arrived sees it
+        discarded; one that already failed or dropped out keeps its status."""
+        if t >= rec.end:
+            if rec.result is not None:
+                rec.status, rec.result = status, None
+            return
+        rec.result = None
+        ends = rec.times[1::2]
+        index = next(i for i, end in enumerate(ends) if end is not None and t < end)
+        start = rec.times[2 * index]
+        assert start is not None
+        rec.stop(index, t, status)
+        w = self.world
+        if index == 0:
+            rec.down_bytes = _partial(w.downlinks, rec.client, start, t, rec.down_bytes)
+        rec.up_bytes = 0 if index < 2 else _partial(w.uplinks, rec.client, start, t, rec.up_bytes)
+        rec.energy = w.fleet.energy_j(rec.client, *rec.busy)
 
     def _uplink_capacity(self, ready: dict[int, float]) -> Callable[[int, float], int]:
         """Bytes a client's uplink delivers within `seconds` of receiving the global state.
@@ -232,39 +295,177 @@ class Engine:
 
         return capacity
 
+    # --- server side ----------------------------------------------------------------------
+
+    def _aggregate(
+        self,
+        round_index: int,
+        span: tuple[float, float],
+        records: list[ClientRound],
+        straggler: ClientRound | None,
+        weights: list[float] | None = None,
+    ) -> RoundOutcome:
+        """Fold the updates that arrived into the global state; rejected ones become corrupt."""
+        arrived = [rec for rec in records if rec.result is not None]
+        received = [(rec.client, rec.result) for rec in arrived]
+        rejected = self.trainer.aggregate(round_index, received, weights)
+        for index in rejected:
+            arrived[index].status = "corrupt"
+        for rec in arrived:
+            rec.result = None
+        accepted = len(arrived) - len(rejected)
+        return RoundOutcome(round_index, *span, records, accepted, straggler)
+
+    def _select(self, round_index: int, k: int) -> Generator:
+        """k clients for this round, waiting while nobody is online."""
+        n = self.world.scenario.population.clients
+        while True:
+            chosen = self.world.availability.select(round_index, self.env.now, n, k)
+            if len(chosen):
+                return chosen
+            log.info("round %d: nobody online at %.1f s; retrying", round_index, self.env.now)
+            yield self.env.timeout(NO_CLIENT_RETRY_S)
+
+    def _rounds(self, first_round: int, on_round: Callable[[RoundOutcome], None]) -> Generator:
+        """Synchronous rounds: select, start, close as the strategy says, aggregate."""
+        env, w, sc = self.env, self.world, self.world.scenario
+        strategy = self.strategy
+        assert isinstance(strategy, RoundStrategy)
+        for r in range(first_round, sc.server.rounds + 1):
+            start = env.now
+            selected = yield from self._select(r, strategy.cohort(sc.population.per_round))
+            records = [ClientRound(r, c) for c in selected.tolist()]
+            now = env.now
+            self._start(records, w.availability.dropped(r, selected).tolist(), now)
+            # one timeout event per client-round, at its end: a third of the cost of a process
+            # per client-round, which matters at a million of them
+            events = [env.timeout(rec.end - now, rec) for rec in records]
+            working = [rec for rec in records if rec.status != "dropped"]
+            closing = strategy.close(now, [Plan(c.end, c.result is not None) for c in working])
+            heard = events  # the server hears from everyone, or those done by the close
+            if closing.stopped:
+                heard = [e for e, c in zip(events, records, strict=True) if c.end <= closing.time]
+            yield env.all_of(heard)
+            if closing.time > env.now:
+                yield env.timeout(closing.time - env.now)  # a deadline with clients still out
+            for index in closing.stopped:
+                self._stop(working[index], closing.time, strategy.cut_status)
+            straggler = None if closing.straggler is None else working[closing.straggler]
+            on_round(self._aggregate(r, (start, env.now), records, straggler))
+
+    def _buffered(self, first_round: int, on_round: Callable[[RoundOutcome], None]) -> Generator:
+        """FedBuff: C client-rounds in flight, a server update every K buffered updates.
+
+        The server sleeps until the earliest planned end in flight (or the next retry) and
+        keeps that planned time as its clock `now`, so which client-rounds have ended never
+        depends on float rounding in SimPy's clock, and a resumed run wakes when an unbroken
+        one does.
+        """
+        env, rounds = self.env, self.world.scenario.server.rounds
+        fedbuff = self.strategy
+        assert isinstance(fedbuff, FedBuff)
+        version, now = first_round - 1, env.now
+        opened = now
+        window: list[ClientRound] = []  # ended since the last server update
+        weights: list[float] = []  # of the buffered updates, in window order
+        while version < rounds:
+            for key in [k for k, rec in self.in_flight.items() if rec.end <= now]:
+                rec = self.in_flight.pop(key)
+                rec.round = version + 1
+                window.append(rec)
+                if rec.result is None:
+                    continue
+                rec.staleness = version - rec.version
+                weight = fedbuff.weight(rec.staleness)
+                if weight is None:
+                    rec.status, rec.result = "stale", None
+                    continue
+                weights.append(weight)
+                if len(weights) < fedbuff.buffer_size:
+                    continue
+                version += 1
+                if version == rounds:
+                    for other in self.in_flight.values():
+                        self._stop(other, now, "cancelled")
+                        other.round = version
+                    window += self.in_flight.values()
+                    self.in_flight.clear()
+                outcome = self._aggregate(version, (opened, now), window, rec, weights)
+                window, weights, opened = [], [], now
+                on_round(outcome)
+                if version == rounds:
+                    return
+            self._refill(version, now)
+            ends = [rec.end for rec in self.in_flight.values()]
+            if len(self.in_flight) < fedbuff.concurrency:
+                ends.append(_next_retry(now))
+            wake = min(ends)
+            yield env.timeout(max(0.0, wake - env.now))
+            now = wake
+
+    def _refill(self, version: int, now: float) -> None:
+        """Start online, idle clients on the current version until C are in flight."""
+        w, population = self.world, self.world.scenario.population
+        n, slots = population.clients, self.strategy.cohort(population.per_round)
+        busy = {rec.client for rec in self.in_flight.values()}
+        records: list[ClientRound] = []
+        while len(self.in_flight) + len(records) < slots:
+            client = w.availability.pick(self.next_key, now, n, busy)
+            if client is None:
+                break
+            busy.add(client)
+            records.append(ClientRound(self.next_key, client, version))
+            self.next_key += 1
+        if records:
+            dropped = [w.availability.dropped_one(rec.key, rec.client) for rec in records]
+            self._start(records, dropped, now)
+            self.in_flight.update((rec.key, rec) for rec in records)
+
+    def server_state(self) -> dict[str, Any]:
+        """What the server must remember to resume after the last reported round: nothing for
+        synchronous strategies; FedBuff's start counter and client-rounds in flight."""
+        if not self.strategy.asynchronous:
+            return {}
+        return {
+            "next_key": self.next_key,
+            "in_flight": [rec.state() for rec in self.in_flight.values()],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load what server_state() returned."""
+        if state:
+            self.next_key = state["next_key"]
+            records = [ClientRound.from_state(data) for data in state["in_flight"]]
+            self.in_flight = {rec.key: rec for rec in records}
+
     def run(
         self, first_round: int, start_s: float, on_round: Callable[[RoundOutcome], None]
     ) -> None:
         """Simulate rounds first_round..R (1-based) from start_s, calling on_round after each."""
         self.env = simpy.Environment(initial_time=start_s)
-        rounds = self.world.scenario.server.rounds
-
-        def server() -> Generator:
-            for r in range(first_round, rounds + 1):
-                outcome = yield from self._round(r)
-                on_round(outcome)
-
-        self.env.process(server())
+        server = self._buffered if self.strategy.asynchronous else self._rounds
+        self.env.process(server(first_round, on_round))
         self.env.run()
 
 
 @dataclass
 class RoundOutcome:
-    """What the server saw in one round."""
+    """What the server saw in one round (one server update under FedBuff)."""
 
     round: int
     start_s: float
     end_s: float
     clients: list[ClientRound]
     received: int
+    straggler: ClientRound | None  # the client the round waited on last
 
     def row(self) -> tuple[Any, ...]:
         """The rounds.csv row (energy over clients that did any work)."""
         worked = [c for c in self.clients if c.status != "dropped"]
         energies = np.array([c.energy for c in worked]) if worked else np.zeros(1)
-        slowest = max(worked, key=lambda c: c.end, default=None)
+        slowest = self.straggler
         phase = "" if slowest is None else PHASES[int(np.argmax(slowest.busy))]
-        statuses = [c.status for c in self.clients]
+        statuses = Counter(c.status for c in self.clients)
         return (
             self.round,
             self.start_s,
@@ -272,10 +473,7 @@ class RoundOutcome:
             self.end_s - self.start_s,
             len(self.clients),
             self.received,
-            statuses.count("dropped"),
-            statuses.count("interrupted"),
-            statuses.count("corrupt"),
-            statuses.count(LOST),
+            *(statuses[s] for s in COUNTED),
             sum(c.up_bytes for c in self.clients),
             sum(c.down_bytes for c in self.clients),
             float(energies.mean()),
@@ -283,3 +481,6 @@ class RoundOutcome:
             "" if slowest is None else slowest.client,
             phase,
         )
+
+
+COUNTED = ("dropped", "interrupted", "corrupt", LOST, "late", "cancelled", "stale")

@@ -87,6 +87,7 @@ class ArmRun:
             "now": now,
             "uplink_cum": self.uplink_cum,
             "trainer": self.trainer.state(),
+            "server": self.engine.server_state(),
         }
 
     def _on_round(self, outcome: RoundOutcome) -> None:
@@ -112,6 +113,7 @@ class ArmRun:
         else:
             state = checkpoint["state"]
             self.trainer.restore(state["trainer"])
+            self.engine.restore(state["server"])
             self.uplink_cum = state["uplink_cum"]
             first, now = state["next_round"], state["now"]
             self.bar.update(first - 1)
@@ -160,6 +162,7 @@ def summarise(folder: Path, scenario: Scenario, method: Method, mode: str) -> di
         "mode": mode,
         "seed": scenario.seed,
         "scenario": scenario.name,
+        "strategy": scenario.server.strategy,
         "rounds": len(rounds),
         "sim_time_s": float(rounds[-1]["end_s"]) if rounds else 0.0,
         "uplink_bytes": sum(int(r["uplink_bytes"]) for r in rounds),

@@ -1,7 +1,7 @@
 """The run directory: one folder per method arm, plain CSV/JSON, resumable.
 
 Layout of `OUT/<arm>/`:
-    rounds.csv      one row per round
+    rounds.csv      one row per round (per server update under FedBuff)
     clients.csv     one row per client-round (phases with simulated start/end times)
     evals.csv       one row per evaluated metric (simulated time, cumulative uplink bytes)
     summary.json    totals and time/bytes-to-target, written when the arm finishes
@@ -31,7 +31,7 @@ from typing import Any
 
 from simulator.errors import RunDirError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ROUND_COLUMNS = (
     "round",
@@ -44,6 +44,9 @@ ROUND_COLUMNS = (
     "interrupted",
     "corrupt",
     "lost",
+    "late",
+    "cancelled",
+    "stale",
     "uplink_bytes",
     "downlink_bytes",
     "energy_j_mean",
@@ -66,6 +69,8 @@ CLIENT_COLUMNS = (
     "downlink_bytes",
     "uplink_bytes",
     "energy_j",
+    "version",
+    "staleness",
 )
 EVAL_COLUMNS = ("round", "time_s", "uplink_bytes_cum", "metric", "value", "source")
 TABLES = {"rounds": ROUND_COLUMNS, "clients": CLIENT_COLUMNS, "evals": EVAL_COLUMNS}

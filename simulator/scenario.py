@@ -2,25 +2,38 @@
 
 Every failure raises `ScenarioError` naming the file, the dotted key, the offending value and
 the fix, before anything runs. Relative paths are resolved against the scenario file's folder,
-or against `network.trace_dir` for trace files when that is set.
+or against `network.trace_dir` for trace files when that is set; a path given with `--set`
+(trace_dir, availability file, data path) is relative to the current directory instead.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from simulator.errors import ScenarioError, located
 from simulator.methods import registry
+from simulator.server.strategies import overselect_count
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 OpenFraction = Annotated[float, Field(ge=0, lt=1)]
 Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+DOWNLINK_CODEC = "fp16"  # the global adapter is broadcast as dense fp16 unless an arm says
+DEFAULT_STRATEGY = "sync"
 
 
 class Model(BaseModel):
@@ -115,14 +128,19 @@ class MarkovLink(Model):
 
 
 class TraceLink(Model):
-    """Replayed trace files, assigned to clients (seeded) with random start offsets."""
+    """Replayed trace files, assigned to clients (seeded) with random start offsets.
+
+    assign = "paired": client i replays file j of this list where it replays file j of the
+    other direction's list, from the same start offset (the up and down traces of one
+    recording, e.g. Mahimahi's *.up / *.down, sorted alike by their globs).
+    """
 
     kind: Literal["trace"]
     files: list[str] = Field(min_length=1)
     format: Literal["mahimahi", "pensieve", "csv", "5gophers"]
     options: dict[str, Any] = {}
     scale: PositiveFloat = 1.0
-    assign: Literal["random", "round_robin"] = "random"
+    assign: Literal["random", "round_robin", "paired"] = "random"
 
 
 class RatioLink(Model):
@@ -149,6 +167,21 @@ class Network(Model):
     def _check(self) -> Network:
         if self.uplink.kind == "ratio" and self.downlink.kind == "ratio":
             raise ValueError("uplink and downlink cannot both be kind = 'ratio'; give one a link")
+        for this, other in (("uplink", "downlink"), ("downlink", "uplink")):
+            link, base = getattr(self, this), getattr(self, other)
+            if not (isinstance(link, TraceLink) and link.assign == "paired"):
+                continue
+            if not isinstance(base, TraceLink) or base.assign == "paired":
+                raise ValueError(
+                    f"{this}.assign = 'paired' follows the {other}'s trace assignment: make "
+                    f"{other} a trace link with assign = 'random' or 'round_robin'"
+                )
+            if len(link.files) != len(base.files):
+                raise ValueError(
+                    f"{this}.assign = 'paired' pairs file i with the {other}'s file i, but "
+                    f"there are {len(link.files)} {this} and {len(base.files)} {other} files; "
+                    "give globs that match the same recordings"
+                )
         return self
 
 
@@ -348,9 +381,110 @@ Training = Annotated[SurrogateTraining | RealTraining, Field(discriminator="mode
 METRICS = {"classification": ("accuracy", "loss"), "causal_lm": ("perplexity", "nll")}
 
 
-class Server(Model):
-    strategy: Literal["sync"] = "sync"
+class ServerBase(Model):
+    """`rounds` is the number of aggregations: rounds (synchronous) or server updates (FedBuff)."""
+
     rounds: Annotated[int, Field(gt=0)]
+
+
+class SyncServer(ServerBase):
+    """Wait for every selected client that did not drop out (simulator/server/strategies.py)."""
+
+    strategy: Literal["sync"]
+
+
+class DeadlineServer(ServerBase):
+    """Close the round at deadline_s after its start, or at the percentile of the planned
+    finish times of the clients whose upload completes; later uploads are discarded."""
+
+    strategy: Literal["deadline"]
+    deadline_s: float | None = None
+    percentile: float | None = None
+
+    @field_validator("deadline_s")
+    @classmethod
+    def _positive_deadline(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(
+                "deadline_s must be a positive number of seconds; give the round's length, "
+                "e.g. deadline_s = 600"
+            )
+        return value
+
+    @field_validator("percentile")
+    @classmethod
+    def _percent(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 100:
+            raise ValueError("percentile must be in (0, 100], e.g. percentile = 80")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DeadlineServer:
+        if (self.deadline_s is None) == (self.percentile is None):
+            raise ValueError(
+                "strategy 'deadline' needs exactly one of deadline_s (seconds after the round "
+                "starts) or percentile (of the planned finish times); give one of them"
+            )
+        return self
+
+
+class OverSelectServer(ServerBase):
+    """Select ⌈per_round·(1 + epsilon)⌉, aggregate the first per_round arrivals, cancel the rest."""
+
+    strategy: Literal["overselect"]
+    epsilon: float
+
+    @field_validator("epsilon")
+    @classmethod
+    def _non_negative(cls, value: float) -> float:
+        if not 0 <= value < math.inf:
+            raise ValueError(
+                "epsilon must be >= 0 (the fraction of extra clients selected), e.g. 0.3"
+            )
+        return value
+
+
+class FedBuffServer(ServerBase):
+    """Asynchronous FedBuff: `concurrency` clients always training, a server update every
+    `buffer_size` received updates, updates older than `max_staleness` versions dropped."""
+
+    strategy: Literal["fedbuff"]
+    concurrency: int
+    buffer_size: int
+    max_staleness: int | None = None
+
+    @field_validator("concurrency", "buffer_size")
+    @classmethod
+    def _count(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            raise ValueError(f"{info.field_name} must be a positive number of clients, e.g. 10")
+        return value
+
+    @field_validator("max_staleness")
+    @classmethod
+    def _bound(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(
+                "max_staleness must be >= 0 versions (0 keeps only fresh updates), or left out "
+                "to keep every update"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> FedBuffServer:
+        if self.buffer_size > self.concurrency:
+            raise ValueError(
+                f"buffer_size (K = {self.buffer_size}) exceeds concurrency "
+                f"(C = {self.concurrency}): the server could wait on more updates than clients "
+                "train at once; lower buffer_size or raise concurrency"
+            )
+        return self
+
+
+Server = Annotated[
+    SyncServer | DeadlineServer | OverSelectServer | FedBuffServer,
+    Field(discriminator="strategy"),
+]
 
 
 class Evaluation(Model):
@@ -373,6 +507,8 @@ class Method(Model):
     efficiency: PositiveFloat = 1.0
     codec: str = "fp16"
     codec_options: dict[str, Any] = {}
+    downlink_codec: str = DOWNLINK_CODEC
+    downlink_codec_options: dict[str, Any] = {}
     token_policy: str = registry.NO_POLICY
     token_options: dict[str, Any] = {}
     freeze_a: bool = False
@@ -384,6 +520,11 @@ class Method(Model):
             raise ValueError(f"arm {self.name!r}: give exactly one of payload_mb or bits_per_param")
         if (self.compute_s is None) == (self.compute_tflop is None):
             raise ValueError(f"arm {self.name!r}: give exactly one of compute_s or compute_tflop")
+        if self.downlink_codec != DOWNLINK_CODEC or self.downlink_codec_options:
+            raise ValueError(
+                f"arm {self.name!r}: downlink_codec encodes real adapters (training.mode = "
+                "'real'); a surrogate arm states its broadcast size as downlink_mb"
+            )
 
     def check_real(self) -> None:
         """Real arms measure payload and compute; modelled costs would be silently ignored."""
@@ -397,26 +538,37 @@ class Method(Model):
                 f"arm {self.name!r}: {', '.join(modelled) or 'efficiency'} only apply to "
                 "training.mode = 'surrogate' (real training measures bytes and work); remove them"
             )
-        self._check_options("codec", self.codec, self.codec_options, registry.BUILTIN_CODECS)
-        if self.token_policy != registry.NO_POLICY:
-            self._check_options(
-                "token policy", self.token_policy, self.token_options, registry.BUILTIN_POLICIES
+        codecs, policies = registry.BUILTIN_CODECS, registry.BUILTIN_POLICIES
+        self._check_options("codec", self.codec, self.codec_options, codecs)
+        down = self._check_options(
+            "downlink_codec", self.downlink_codec, self.downlink_codec_options, codecs
+        )
+        if getattr(down, "needs_fisher", False):
+            raise ValueError(
+                f"arm {self.name!r}: downlink_codec {self.downlink_codec!r} needs a Fisher "
+                "estimate from local training, which the server broadcasting the global "
+                "adapter does not have; use fp16, fp32, qsgd, topk or signsgd"
             )
+        if self.token_policy != registry.NO_POLICY:
+            self._check_options("token_policy", self.token_policy, self.token_options, policies)
         elif self.token_options:
             raise ValueError(f"arm {self.name!r}: token_options need a token_policy")
 
     def _check_options(
-        self, what: str, name: str, options: dict[str, Any], builtins: dict[str, str]
-    ) -> None:
-        cls = registry.resolve(name, builtins, what)
+        self, key: str, name: str, options: dict[str, Any], builtins: dict[str, str]
+    ) -> type:
+        """The class `key` names, after checking its options (`<key>_options`, or
+        token_options for the token policy)."""
+        cls = registry.resolve(name, builtins, key.replace("_", " "))
         try:
             registry.validate_options(cls, options)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or '(options)'}: {e['msg']}" for e in exc.errors()
             )
-            key = "codec_options" if what == "codec" else "token_options"
-            raise ValueError(f"arm {self.name!r}: {key} for {name!r}: {problems}") from None
+            options_key = key.replace("_policy", "") + "_options"
+            raise ValueError(f"arm {self.name!r}: {options_key} for {name!r}: {problems}") from None
+        return cls
 
 
 class Faults(Model):
@@ -447,8 +599,16 @@ class Scenario(Model):
     faults: Faults = Faults()
     methods: list[Method] = Field(min_length=1)
 
+    @field_validator("server", mode="before")
+    @classmethod
+    def _default_strategy(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "strategy" not in value:
+            return {"strategy": DEFAULT_STRATEGY, **value}
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Scenario:
+        self._check_strategy()
         names = [m.name for m in self.methods]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -476,6 +636,28 @@ class Scenario(Model):
             )
         return self
 
+    def _check_strategy(self) -> None:
+        """Strategy parameters that depend on the population and availability."""
+        server, clients = self.server, self.population.clients
+        if isinstance(server, OverSelectServer):
+            selected = overselect_count(self.population.per_round, server.epsilon)
+            if selected > clients:
+                raise ValueError(
+                    f"server.epsilon = {server.epsilon} selects {selected} clients per round, "
+                    f"more than population.clients ({clients}); lower epsilon or per_round"
+                )
+        if isinstance(server, FedBuffServer):
+            if server.concurrency > clients:
+                raise ValueError(
+                    f"server.concurrency ({server.concurrency}) exceeds population.clients "
+                    f"({clients}); lower concurrency"
+                )
+            if getattr(self.availability, "p_drop", 0.0) == 1.0:
+                raise ValueError(
+                    "availability.p_drop = 1 drops every client FedBuff starts, so no update "
+                    "would ever arrive; lower p_drop"
+                )
+
     def metrics(self) -> tuple[str, ...]:
         """The metrics evaluation reports, the default target metric first."""
         if isinstance(self.training, SurrogateTraining):
@@ -492,17 +674,12 @@ class Scenario(Model):
 
 # --- loading ------------------------------------------------------------------------------
 
-_FIXES = {
-    "extra_forbidden": "remove it or check its spelling",
-    "missing": "add it",
-    "union_tag_invalid": "use one of the kinds listed",
-    "union_tag_not_found": "add a 'kind' key",
-}
+_FIXES = {"extra_forbidden": "remove it or check its spelling", "missing": "add it"}
 
 
 def _branch_tags(node: dict[str, Any]) -> tuple[Any, ...]:
     """The discriminator values of a union member (pydantic puts them in error locations)."""
-    return node.get("kind"), node.get("mode")
+    return node.get("kind"), node.get("mode"), node.get("strategy", DEFAULT_STRATEGY)
 
 
 def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
@@ -524,15 +701,22 @@ def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
 
 def _describe(err: dict[str, Any], raw: dict[str, Any], source: str) -> str:
     key = _key(tuple(err["loc"]), raw)
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    problem = (
-        msg
-        if err["type"] in ("missing", "extra_forbidden")
-        else (f"{msg} (got {err.get('input')!r})")
-    )
-    return located(source, key, problem, _FIXES.get(err["type"]))
+    kind, ctx = err["type"], err.get("ctx", {})
+    fix = _FIXES.get(kind)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = ctx["discriminator"].strip("'")  # the key that picks the branch: kind, mode, ...
+        key = tag if key == "(top level)" else f"{key}.{tag}"
+        if "tag" in ctx:
+            problem, fix = f"unknown {tag} {ctx['tag']!r}", f"use one of {ctx['expected_tags']}"
+        else:
+            problem, fix = "missing", "add it"
+    elif kind == "extra_forbidden":
+        problem = "unknown key"
+    elif kind == "missing":
+        problem = err["msg"]
+    else:
+        problem = f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+    return located(source, key, problem, fix)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -629,6 +813,9 @@ def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
     return found
 
 
+CWD_PATHS = ("network.trace_dir", "availability.file", "training.data.path")
+
+
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
     """Read, override and validate a scenario file."""
     path = Path(path)
@@ -645,7 +832,10 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
     for item in overrides:
-        apply_override(raw, *parse_override(item))
+        key, value = parse_override(item)
+        if key in CWD_PATHS and isinstance(value, str):
+            value = str(Path(value).resolve())  # typed on a command line: from the shell's folder
+        apply_override(raw, key, value)
     return scenario_from_dict(raw, source, base=path.resolve().parent)
 
 

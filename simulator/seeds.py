@@ -23,6 +23,7 @@ DOMAINS = (
     "training",
     "quality",
     "faults",
+    "downlink",
 )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,101 @@ def real_scenario_dict(model: str | Path, **sections: object) -> dict:
         },
         evaluation={"targets": [0.5]},
         methods=[{"name": "fp16", "codec": "fp16"}],
+    )
+    raw.update(sections)
+    return raw
+
+
+def per_client_links(folder: Path, up_mbps: list[float], down_mbps: list[float]) -> dict:
+    """A [network] where client i has constant links of up_mbps[i] and down_mbps[i] (one CSV
+    trace file per client, assigned round-robin), for timing tests computed by hand."""
+
+    def link(direction: str, rates: list[float]) -> dict:
+        files = []
+        for i, mbps in enumerate(rates):
+            path = folder / f"{direction}{i}.csv"
+            path.write_text(f"0,{mbps}\n1,{mbps}\n", encoding="utf-8")
+            files.append(str(path))
+        options = {"rate_unit": "Mbps"}
+        return {
+            "kind": "trace",
+            "format": "csv",
+            "files": files,
+            "options": options,
+            "assign": "round_robin",
+        }
+
+    return {"uplink": link("up", up_mbps), "downlink": link("down", down_mbps)}
+
+
+STRATEGY_SCENARIOS = ("deadline", "overselect", "fedbuff", "mahimahi-replay")
+
+
+def inline_toml(value: object) -> str:
+    """A value as an inline TOML literal, for --set overrides of whole tables."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {inline_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(inline_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    return repr(value)
+
+
+def tiny_run_overrides(scenario: str, sections: dict) -> list[str]:
+    """--set overrides that shrink a shipped scenario to 8 clients, 4 at a time (FedBuff: 4 in
+    flight, updates of 2), 3 rounds, and replace whole sections (e.g. training and methods)."""
+    sets = [f"{key}={inline_toml(value)}" for key, value in sections.items()]
+    sets += ["population.clients=8", "population.per_round=4", "server.rounds=3"]
+    if scenario == "fedbuff":
+        sets += ["server.concurrency=4", "server.buffer_size=2"]
+    return sets
+
+
+def interrupt_at_append(monkeypatch, appends: int, run: Callable[[], object]) -> None:
+    """Run, crashing (KeyboardInterrupt) at the `appends`-th write of rows and checkpoint: the
+    writes before it are on disk, as after a real interruption."""
+    from simulator.recorder import ArmRecorder
+
+    original = ArmRecorder.append
+    calls = {"n": 0}
+
+    def crash(self, rows, state):
+        calls["n"] += 1
+        if calls["n"] == appends:
+            raise KeyboardInterrupt
+        return original(self, rows, state)
+
+    monkeypatch.setattr(ArmRecorder, "append", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(ArmRecorder, "append", original)
+
+
+def hetero_dict(**sections: object) -> dict:
+    """A heterogeneous surrogate scenario: 30 phones and laptops, straggler-tail uplinks,
+    on/off sessions with dropout, two arms; keyword sections replace whole sections."""
+    raw = scenario_dict(
+        population={"clients": 30, "per_round": 6, "mix": {"mid_phone": 2, "laptop": 1}},
+        network={
+            "uplink": {"kind": "straggler_tail"},
+            "downlink": {"kind": "ratio", "ratio": 4.0},
+            "latency_ms": 30.0,
+        },
+        availability={
+            "kind": "sessions",
+            "mean_online_s": 900.0,
+            "mean_offline_s": 300.0,
+            "p_drop": 0.1,
+        },
+        server={"rounds": 8},
+        evaluation={"every": 2, "targets": [0.5, 0.99]},
+        methods=[
+            {"name": "dense", "payload_mb": 4.0, "compute_tflop": 3.0},
+            {"name": "small", "payload_mb": 0.5, "compute_tflop": 3.3},
+        ],
     )
     raw.update(sections)
     return raw

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
-from conftest import scenario_dict
+from conftest import (
+    PROJECT_ROOT,
+    STRATEGY_SCENARIOS,
+    hetero_dict,
+    interrupt_at_append,
+    tiny_run_overrides,
+)
 
+from simulator.engine import COUNTED
 from simulator.errors import RunDirError
 from simulator.experiment import load_resumable, prepare_out, run_scenario
-from simulator.recorder import ArmRecorder
 from simulator.scenario import load_scenario
 
 TABLES = ("rounds.csv", "clients.csv", "evals.csv", "summary.json", "checkpoint.json")
 
 
 def _hetero(write_scenario) -> tuple[Path, dict]:
-    raw = scenario_dict(
-        population={"clients": 30, "per_round": 6, "mix": {"mid_phone": 2, "laptop": 1}},
-        network={
-            "uplink": {"kind": "straggler_tail"},
-            "downlink": {"kind": "ratio", "ratio": 4.0},
-            "latency_ms": 30.0,
-        },
-        availability={
-            "kind": "sessions",
-            "mean_online_s": 900.0,
-            "mean_offline_s": 300.0,
-            "p_drop": 0.1,
-        },
-        server={"rounds": 8},
-        evaluation={"every": 2, "targets": [0.5, 0.99]},
-        methods=[
-            {"name": "dense", "payload_mb": 4.0, "compute_tflop": 3.0},
-            {"name": "small", "payload_mb": 0.5, "compute_tflop": 3.3},
-        ],
-    )
+    raw = hetero_dict()
     return write_scenario(raw), raw
 
 
@@ -70,19 +58,8 @@ def test_resume_after_interruption_gives_identical_files(write_scenario, tmp_pat
     path, _ = _hetero(write_scenario)
     reference = _run(path, tmp_path / "ref")
 
-    calls = {"n": 0}
-    original = ArmRecorder.append
-
-    def crash_after_four(self, rows, state):
-        calls["n"] += 1
-        if calls["n"] == 5 + 9:  # arm 1 complete (1 + 8 appends), 4 rounds into arm 2
-            raise KeyboardInterrupt
-        return original(self, rows, state)
-
-    monkeypatch.setattr(ArmRecorder, "append", crash_after_four)
-    with pytest.raises(KeyboardInterrupt):
-        _run(path, tmp_path / "cut")
-    monkeypatch.setattr(ArmRecorder, "append", original)
+    # arm 1 complete (1 + 8 appends); arm 2 (1 + 3 appends) crashes in its fourth round
+    interrupt_at_append(monkeypatch, 9 + 5, lambda: _run(path, tmp_path / "cut"))
     cut = tmp_path / "cut"
     assert not (cut / "small" / "summary.json").exists()
     rows_kept = (cut / "small" / "rounds.csv").read_text().splitlines()
@@ -107,6 +84,7 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     dense, _ = _run(path, tmp_path / "a")
     summary = json.loads((dense / "summary.json").read_text())
     assert summary["mode"] == "surrogate" and summary["rounds"] == 8
+    assert summary["strategy"] == "sync"
     by_target = {t["target"]: t for t in summary["targets"]}
     assert by_target[0.99]["reached"] is False and by_target[0.99]["time_s"] is None
     evals = (dense / "evals.csv").read_text().splitlines()
@@ -119,5 +97,22 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     for name in ("manifest.json", "scenario.json"):
         assert (dense / name).exists()
     manifest = json.loads((dense / "manifest.json").read_text())
-    assert manifest["schema_version"] == 2 and manifest["seed"] == 7
+    assert manifest["schema_version"] == 3 and manifest["seed"] == 7
     assert "numpy" in manifest["packages"]
+
+
+@pytest.mark.parametrize("name", STRATEGY_SCENARIOS)
+def test_shipped_strategy_scenarios_run_in_surrogate_mode(name, tmp_path, request):
+    if name == "mahimahi-replay":
+        request.getfixturevalue("shared_traces")
+    path = PROJECT_ROOT / "scenarios" / f"{name}.toml"
+    scenario = load_scenario(path, tiny_run_overrides(name, {}))
+    for arm in run_scenario(scenario, tmp_path / name, progress=False):
+        summary = json.loads((arm / "summary.json").read_text())
+        assert summary["rounds"] == 3 and summary["complete"]
+        with open(arm / "clients.csv", newline="") as fh:
+            clients = list(csv.DictReader(fh))
+        assert {int(c["round"]) for c in clients} == {1, 2, 3}
+        assert {c["status"] for c in clients} <= set(COUNTED) | {"ok"}
+        # versions are FedBuff's: every client-round trained on one, none elsewhere
+        assert {c["version"] == "" for c in clients} == {name != "fedbuff"}

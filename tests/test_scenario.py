@@ -21,7 +21,9 @@ def test_valid_scenario_loads_with_defaults(write_scenario):
 
 
 @pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "scenarios").glob("*.toml")))
-def test_shipped_scenarios_validate(path: Path):
+def test_shipped_scenarios_validate(path: Path, request):
+    if path.name == "mahimahi-replay.toml":
+        request.getfixturevalue("shared_traces")  # its default trace_dir is ../shared
     assert load_scenario(path).name
 
 
@@ -169,3 +171,123 @@ def test_codec_names_and_options_are_checked_at_load(write_scenario):
     assert "arm 'x': codec_options for 'fp16': bits: Extra inputs are not permitted" in message
     raw["methods"] = [{"name": "x", "codec": "nowhere.module:Codec"}]
     assert "cannot import codec 'nowhere.module:Codec'" in _error(write_scenario, raw)
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [
+        (
+            {"strategy": "fedbuff", "concurrency": 4, "buffer_size": 5},
+            "server: buffer_size (K = 5) exceeds concurrency (C = 4)",
+        ),
+        (
+            {"strategy": "deadline", "deadline_s": -5},
+            "server.deadline_s: deadline_s must be a positive number of seconds",
+        ),
+        (
+            {"strategy": "overselect", "epsilon": -0.1},
+            "server.epsilon: epsilon must be >= 0 (the fraction of extra clients selected)",
+        ),
+        (
+            {"strategy": "fedbuff", "buffer_size": 2},
+            "server.concurrency: Field required. Fix: add it",
+        ),
+        ({"strategy": "overselect"}, "server.epsilon: Field required. Fix: add it"),
+        ({"strategy": "deadline"}, "needs exactly one of deadline_s"),
+        ({"strategy": "deadline", "deadline_s": 10, "percentile": 90}, "needs exactly one of"),
+        ({"strategy": "deadline", "percentile": 0}, "percentile must be in (0, 100]"),
+        (
+            {"strategy": "fedbuff", "concurrency": 4, "buffer_size": 2, "max_staleness": -1},
+            "server.max_staleness: max_staleness must be >= 0 versions",
+        ),
+        (
+            {"strategy": "fedbuff", "concurrency": 0, "buffer_size": 2},
+            "server.concurrency: concurrency must be a positive number of clients",
+        ),
+        (
+            {"strategy": "wait"},
+            "server.strategy: unknown strategy 'wait'. Fix: use one of 'sync', 'deadline'",
+        ),
+        ({"strategy": "sync", "epsilon": 0.2}, "server.epsilon: unknown key"),
+    ],
+)
+def test_invalid_strategy_parameters_name_key_and_fix(write_scenario, server, expected):
+    assert expected in _error(write_scenario, scenario_dict(server={"rounds": 3, **server}))
+
+
+def test_strategy_parameters_checked_against_the_population(write_scenario):
+    fedbuff = {"rounds": 3, "strategy": "fedbuff", "concurrency": 5, "buffer_size": 2}
+    assert "concurrency (5) exceeds population.clients (4)" in _error(
+        write_scenario, scenario_dict(server=fedbuff)
+    )
+    over = {"rounds": 3, "strategy": "overselect", "epsilon": 0.3}  # ⌈4·1.3⌉ = 6 > 4
+    assert "selects 6 clients per round, more than population.clients (4)" in _error(
+        write_scenario, scenario_dict(server=over)
+    )
+    fedbuff["concurrency"] = 2
+    always_drop = scenario_dict(server=fedbuff, availability={"kind": "bernoulli", "p_drop": 1.0})
+    assert "p_drop = 1 drops every client FedBuff starts" in _error(write_scenario, always_drop)
+
+
+def test_each_strategy_loads_with_its_parameters(write_scenario):
+    path = write_scenario(scenario_dict())
+    assert load_scenario(path).server.strategy == "sync"  # the default
+    deadline = load_scenario(path, ["server.strategy=deadline", "server.percentile=80"]).server
+    assert (deadline.percentile, deadline.deadline_s) == (80, None)
+    fedbuff = load_scenario(
+        path, ["server.strategy=fedbuff", "server.concurrency=3", "server.buffer_size=3"]
+    ).server
+    assert (fedbuff.concurrency, fedbuff.buffer_size, fedbuff.max_staleness) == (3, 3, None)
+
+
+def test_downlink_codec_is_checked_like_the_uplink_codec(write_scenario):
+    raw = _real()
+    raw["methods"] = [
+        {"name": "x", "downlink_codec": "qsgd", "downlink_codec_options": {"bits": 4}}
+    ]
+    assert load_scenario(write_scenario(raw)).method("x").downlink_codec == "qsgd"
+    raw["methods"] = [{"name": "x", "downlink_codec": "zip"}]
+    assert "unknown downlink codec 'zip'" in _error(write_scenario, raw)
+    raw["methods"] = [{"name": "x", "downlink_codec": "qsgd", "downlink_codec_options": {"b": 4}}]
+    assert "arm 'x': downlink_codec_options for 'qsgd': b: Extra inputs" in _error(
+        write_scenario, raw
+    )
+    raw["methods"] = [{"name": "x", "downlink_codec": "fstq"}]
+    assert "needs a Fisher estimate" in _error(write_scenario, raw)
+    surrogate = scenario_dict()
+    surrogate["methods"][0]["downlink_codec"] = "fp32"
+    assert "a surrogate arm states its broadcast size as downlink_mb" in _error(
+        write_scenario, surrogate
+    )
+
+
+def test_paired_traces_need_a_trace_link_with_as_many_files(write_scenario, shared_traces):
+    folder = shared_traces / "mahimahi"
+    raw = scenario_dict()
+    raw["network"] = {
+        "trace_dir": str(folder),
+        "uplink": {"kind": "trace", "format": "mahimahi", "files": ["*.up"]},
+        "downlink": {
+            "kind": "trace",
+            "format": "mahimahi",
+            "files": ["*.down"],
+            "assign": "paired",
+        },
+    }
+    assert load_scenario(write_scenario(raw)).network.downlink.assign == "paired"
+    raw["network"]["downlink"]["files"] = ["ATT-LTE-driving.down"]
+    assert "there are 1 downlink and 6 uplink files" in _error(write_scenario, raw)
+    raw["network"]["uplink"] = {"kind": "constant", "mbps": 8.0}
+    assert "make uplink a trace link" in _error(write_scenario, raw)
+
+
+def test_set_paths_are_relative_to_the_current_directory(
+    write_scenario, shared_traces, monkeypatch
+):
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "trace", "format": "mahimahi", "files": ["*.up"]}
+    path = write_scenario(raw)
+    monkeypatch.chdir(shared_traces)
+    scenario = load_scenario(path, ["network.trace_dir=mahimahi"])
+    assert scenario.network.trace_dir == str(shared_traces / "mahimahi")
+    assert len(scenario.network.uplink.files) == 6

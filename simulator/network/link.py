@@ -76,6 +76,10 @@ def _uniform_offsets(
     return gen.random(len(index)) * periods
 
 
+def _load(spec: TraceLink) -> list[Trace]:
+    return [load_trace(f, format=spec.format, **spec.options) for f in spec.files]
+
+
 def _build(
     spec: LinkSpec, n: int, gen: np.random.Generator
 ) -> tuple[list[Trace], np.ndarray, np.ndarray]:
@@ -94,7 +98,7 @@ def _build(
             pool = synthetic.markov(spec, gen)
             return pool, gen.integers(0, len(pool), n), ones
         case TraceLink():
-            traces = [load_trace(f, format=spec.format, **spec.options) for f in spec.files]
+            traces = _load(spec)
             index = (
                 gen.integers(0, len(traces), n)
                 if spec.assign == "random"
@@ -104,11 +108,17 @@ def _build(
     raise AssertionError(f"unhandled link kind {spec.kind}")
 
 
+def _follows(spec: LinkSpec) -> bool:
+    """Whether a direction is derived from the other (a ratio, or paired trace files)."""
+    return isinstance(spec, RatioLink) or (isinstance(spec, TraceLink) and spec.assign == "paired")
+
+
 def build_links(network: Network, n_clients: int, seed: int) -> tuple[LinkSet, LinkSet]:
-    """Uplink and downlink sets for all clients; one may be derived from the other by a ratio."""
+    """Uplink and downlink sets for all clients; one may follow the other: a ratio of its
+    capacity, or the paired file of each client's trace from the same start offset."""
     built: dict[str, LinkSet] = {}
     for direction, spec in (("uplink", network.uplink), ("downlink", network.downlink)):
-        if isinstance(spec, RatioLink):
+        if _follows(spec):
             continue
         gen = seeds.rng(seed, "network", 0 if direction == "uplink" else 1)
         traces, index, scale = _build(spec, n_clients, gen)
@@ -126,6 +136,9 @@ def build_links(network: Network, n_clients: int, seed: int) -> tuple[LinkSet, L
         if isinstance(spec, RatioLink):
             base = built[other]
             built[direction] = replace(base, scale=[s * spec.ratio for s in base.scale])
+        elif isinstance(spec, TraceLink) and spec.assign == "paired":
+            traces = tuple(_load(spec))
+            built[direction] = replace(built[other], traces=traces, scale=[spec.scale] * n_clients)
     return built["uplink"], built["downlink"]
 
 

@@ -45,20 +45,31 @@ class Trainer(Protocol):
         """Bytes of the global model state a client downloads before training."""
 
     def begin_round(
-        self, round_index: int, clients: list[int], uplink: Callable[[int, float], int]
+        self, starts: list[tuple[int, int]], uplink: Callable[[int, float], int]
     ) -> None:
-        """These clients received the global state and train now (a trainer may batch them).
+        """These (client, round) pairs received the current global state and train now (a
+        trainer may batch them). round is the client-round's seed coordinate: the round, or
+        FedBuff's start counter; a client trains on the global state as it is at this call.
 
         uplink(client, seconds) is the bytes the client's uplink can deliver within that many
         seconds from now, for codecs that size their message by the link.
         """
 
     def train(self, client: int, round_index: int) -> LocalResult:
-        """Run the client's local round from the current global state."""
+        """The client's local result for the round begin_round started."""
 
-    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> set[int]:
-        """Fold the received updates into the global state; the clients whose message was
-        rejected (failed to decode) are returned, and left out."""
+    def aggregate(
+        self,
+        round_index: int,
+        received: list[tuple[int, LocalResult]],
+        weights: list[float] | None = None,
+    ) -> set[int]:
+        """Fold the received updates into the global state, which becomes version round_index.
+
+        Update k weighs num_samples_k·weights[k] (weights None: 1), normalised over the updates
+        kept; FedBuff passes its staleness weights. Returns the positions in `received` of the
+        messages rejected (failed to decode), which are left out.
+        """
 
     def evaluate(self, round_index: int) -> dict[str, float]:
         """Metrics of the global state, by name."""

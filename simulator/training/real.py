@@ -6,8 +6,12 @@ its LoRA adapter, the data set tokenised once, the partition, the FLOP model. A 
 with the client-round's own seed, and encodes the delta with the arm's codec into real bytes:
 the same function in every executor, so results do not depend on where it runs.
 
-`RealTrainer` is the server side of one arm: it holds the global adapter (fp32), sends jobs to
-the executor, decodes the received messages, aggregates them with FedAvg and evaluates.
+`RealTrainer` is the server side of one arm: it holds the global adapter (fp32), broadcasts it
+with the arm's downlink codec (dense fp16 by default; clients train from the decoded state, so
+a lossy downlink really costs accuracy), sends jobs to the executor, decodes the received
+messages, aggregates them with FedAvg (sample counts times the strategy's weights) and
+evaluates. A client trains when it starts, on the global version current then, so the
+trainer keeps no older versions: under FedBuff the in-flight updates wait as messages.
 Checkpoints: after every round the global adapter is written to `adapter-r<round>.npy` beside
 the run's checkpoint (sha256 recorded in it). No random state carries across rounds (each
 client-round reseeds from its seed scope), so the adapter is the whole state to resume from.
@@ -42,8 +46,6 @@ from simulator.training.models import load_model, load_tokenizer
 from simulator.training.partition import partition, write_histogram
 
 log = logging.getLogger(__name__)
-
-DOWNLINK_CODEC = "fp16"  # the global adapter is broadcast as dense fp16
 
 
 @dataclass(frozen=True)
@@ -194,34 +196,44 @@ class RealTrainer:
         self.global_flat = task.initial_flat(self.arm)
         self.groups = task.model.groups
         self.round_done = 0
+        self.downlink = registry.codec(method.downlink_codec, method.downlink_codec_options)
+        self._broadcast: tuple[int, np.ndarray] | None = None  # of the current global adapter
         self.pending: dict[int, LocalResult] = {}
         self.client_state: dict[int, dict[str, np.ndarray]] = {}
         self.host = HostTime()
         self.host_eval = 0.0
         folder.mkdir(parents=True, exist_ok=True)
         write_histogram(folder / "partition.csv", task.parts, task.data)
-        downlink = registry.codec(DOWNLINK_CODEC)
-        down = downlink.encode(self.global_flat, CodecContext(self.groups))
-        self.down_bytes = len(down)
+
+    def broadcast(self) -> tuple[int, np.ndarray]:
+        """The current global adapter as clients receive it: the downlink message's length and
+        the state it decodes to (encoded once per version, seeded by the version)."""
+        if self._broadcast is None:
+            seed = seeds.seed_sequence(self.task.seed, "downlink", self.round_done)
+            context = CodecContext(self.groups, int(seed.generate_state(1)[0]))
+            message = self.downlink.encode(self.global_flat, context)
+            self._broadcast = (len(message), self.downlink.decode(message, context))
+        return self._broadcast
 
     def downlink_bytes(self, client: int) -> int:
-        """The dense fp16 frame of the global adapter (the same size for every client)."""
-        return self.down_bytes
+        """The downlink message of the global adapter (the same for every client)."""
+        return self.broadcast()[0]
 
     def begin_round(
-        self, round_index: int, clients: list[int], uplink: Callable[[int, float], int]
+        self, starts: list[tuple[int, int]], uplink: Callable[[int, float], int]
     ) -> None:
         """Train every client that received the global adapter, through the executor."""
         budget_for = getattr(self.codec, "budget_for", None)
+        received = self.broadcast()[1]
         jobs = [
             Job(
                 c,
                 round_index,
-                self.global_flat,
+                received,
                 self.client_state.get(c, {}),
                 None if budget_for is None else budget_for(lambda s, c=c: uplink(c, s)),
             )
-            for c in clients
+            for c, round_index in starts
         ]
         for update in self.executor.run(self.arm, jobs):
             self.client_state[update.client] = update.state
@@ -237,22 +249,31 @@ class RealTrainer:
         """The client's result, trained in begin_round."""
         return self.pending.pop(client)
 
-    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> set[int]:
-        """Decode every received message (server side) and apply the FedAvg mean.
+    def aggregate(
+        self,
+        round_index: int,
+        received: list[tuple[int, LocalResult]],
+        weights: list[float] | None = None,
+    ) -> set[int]:
+        """Decode every received message (server side) and apply the weighted FedAvg mean.
 
         A message that fails to decode is rejected, logged and left out; the round goes on.
         """
         context = CodecContext(self.groups)
+        factors = [1.0] * len(received) if weights is None else weights
         updates, rejected = [], set()
-        for client, result in received:
+        for index, ((client, result), factor) in enumerate(zip(received, factors, strict=True)):
             try:
-                updates.append((result.num_samples, self.codec.decode(result.message, context)))
+                delta = self.codec.decode(result.message, context)
             except MessageError as exc:
                 log.warning("round %d: rejected client %d's message: %s", round_index, client, exc)
-                rejected.add(client)
+                rejected.add(index)
+                continue
+            updates.append((result.num_samples * factor, delta))
         mean = fedavg(updates)
         if mean is not None:
             self.global_flat = self.global_flat + mean
+        self._broadcast = None
         self.pending.clear()
         self.round_done = round_index
         return rejected
@@ -286,6 +307,7 @@ class RealTrainer:
                 "arm's folder to rerun the arm"
             )
         self.global_flat = np.load(path)
+        self._broadcast = None
         self.round_done = int(state["round"])
 
     def host_seconds(self) -> dict[str, float]:

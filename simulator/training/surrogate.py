@@ -3,13 +3,16 @@
 No torch, no data: curves exist without training, and every output says `surrogate`.
 
 Quality model (saturating exponential in effective rounds):
-    progress_t = progress_{t-1} + efficiency_m · (samples received in round t) /
+    progress_t = progress_{t-1} + efficiency_m · Σ_k samples_k · w_k /
                  (per_round · samples_per_client)
     q_t = ceiling - (ceiling - initial) · exp(-progress_t / tau_rounds)  (+ optional noise)
-A full round with every selected client contributes `efficiency_m` rounds of progress, so
-dropouts and stragglers cut by a strategy slow convergence, and a method that loses quality
-(efficiency < 1) needs proportionally more rounds. Noise, if any, is N(0, noise_sd) from the
-"quality" seed stream of the round, clipped to [0, 1]; it never accumulates.
+over the updates k aggregated in round t, with w_k the strategy's weight factor (1, or
+FedBuff's staleness weight 1/√(1+s)). A full round with every selected client contributes
+`efficiency_m` rounds of progress, so dropouts and stragglers cut by a strategy slow
+convergence, a stale update is worth less than a fresh one (the modelled reason FedBuff
+discounts it), and a method that loses quality (efficiency < 1) needs proportionally more
+rounds. Noise, if any, is N(0, noise_sd) from the "quality" seed stream of the round, clipped
+to [0, 1]; it never accumulates.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class SurrogateTrainer:
         return self.down_bytes
 
     def begin_round(
-        self, round_index: int, clients: list[int], uplink: Callable[[int, float], int]
+        self, starts: list[tuple[int, int]], uplink: Callable[[int, float], int]
     ) -> None:
         """Nothing to prepare: results are fixed sizes and costs."""
 
@@ -60,9 +63,15 @@ class SurrogateTrainer:
         work = None if m.compute_tflop is None else m.compute_tflop * 1e12
         return LocalResult(self.payload, self.training.samples_per_client, m.compute_s, work)
 
-    def aggregate(self, round_index: int, received: list[tuple[int, LocalResult]]) -> set[int]:
-        """Advance progress by the share of a full round's samples that arrived."""
-        samples = sum(result.num_samples for _, result in received)
+    def aggregate(
+        self,
+        round_index: int,
+        received: list[tuple[int, LocalResult]],
+        weights: list[float] | None = None,
+    ) -> set[int]:
+        """Advance progress by the (weighted) share of a full round's samples that arrived."""
+        factors = [1.0] * len(received) if weights is None else weights
+        samples = sum(r.num_samples * f for (_, r), f in zip(received, factors, strict=True))
         full = self.per_round * self.training.samples_per_client
         self.progress += self.method.efficiency * samples / full
         return set()

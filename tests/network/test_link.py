@@ -64,3 +64,23 @@ def test_real_mahimahi_pair_with_round_robin_assignment(shared_traces):
     assert up.mean_bps(1) / 1e6 == pytest.approx(13.32, abs=0.01)
     # a 1 MB upload needs 667 packets: the slow ATT uplink takes far longer than T-Mobile's
     assert up.transfer_time(0, 1e6, 0.0) > 5 * up.transfer_time(1, 1e6, 0.0)
+
+
+def test_paired_downlink_replays_the_same_recording_from_the_same_offset(shared_traces):
+    folder = shared_traces / "mahimahi"
+    ups = sorted(str(p) for p in folder.glob("*.up"))
+    downs = sorted(str(p) for p in folder.glob("*.down"))
+    net = _network(
+        uplink={"kind": "trace", "format": "mahimahi", "files": ups},
+        downlink={"kind": "trace", "format": "mahimahi", "files": downs, "assign": "paired"},
+    )
+    up, down = build_links(net, 40, seed=3)
+    assert len(set(up.trace_index)) > 3  # random assignment, seeded
+    for client in range(40):
+        up_name = up.traces[up.trace_index[client]].name
+        down_name = down.traces[down.trace_index[client]].name
+        assert up_name.removesuffix(".up") == down_name.removesuffix(".down")
+    assert down.offset_s == up.offset_s
+    # T-Mobile LTE downlink averages 16.70 Mbps (traces.md), not its uplink's 13.32
+    tmobile = next(c for c in range(40) if "TMobile-LTE" in up.traces[up.trace_index[c]].name)
+    assert down.mean_bps(tmobile) / 1e6 == pytest.approx(16.70, abs=0.01)

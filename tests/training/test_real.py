@@ -11,12 +11,21 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from conftest import real_scenario_dict
+from conftest import (
+    PROJECT_ROOT,
+    STRATEGY_SCENARIOS,
+    interrupt_at_append,
+    real_scenario_dict,
+    tiny_run_overrides,
+)
 
+from simulator.executors import InlineExecutor
 from simulator.experiment import load_resumable, prepare_out, run_scenario
+from simulator.methods.base import CodecContext
 from simulator.methods.packing import OVERHEAD
-from simulator.recorder import ArmRecorder
 from simulator.scenario import load_scenario
+from simulator.training.base import LocalResult
+from simulator.training.real import RealTask, RealTrainer
 
 pytestmark = pytest.mark.slow
 TABLES = ("rounds.csv", "clients.csv", "evals.csv", "partition.csv", "summary.json")
@@ -93,19 +102,8 @@ def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_pat
         methods=[{"name": "fp32", "codec": "fp32"}, {"name": "ffa", "freeze_a": True}],
     )
     reference = _run(write_scenario, raw, tmp_path / "ref")
-    original = ArmRecorder.append
-    calls = {"n": 0}
-
-    def crash(self, rows, state):
-        calls["n"] += 1
-        if calls["n"] == 5 + 3:  # arm 1 done (1 + 4 appends), 2 rounds into arm 2
-            raise KeyboardInterrupt
-        return original(self, rows, state)
-
-    monkeypatch.setattr(ArmRecorder, "append", crash)
-    with pytest.raises(KeyboardInterrupt):
-        _run(write_scenario, raw, tmp_path / "cut")
-    monkeypatch.setattr(ArmRecorder, "append", original)
+    # arm 1 done (1 + 4 appends), 2 rounds into arm 2
+    interrupt_at_append(monkeypatch, 5 + 3, lambda: _run(write_scenario, raw, tmp_path / "cut"))
     cut = tmp_path / "cut"
     resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
     for a, b in zip(reference, resumed, strict=True):
@@ -245,3 +243,123 @@ def test_recorded_uplink_bytes_are_len_of_the_messages(write_scenario, tiny_mode
     (arm,) = _run(write_scenario, raw, tmp_path / "run")
     trained = [c for c in _rows(arm / "clients.csv") if c["compute_start_s"]]
     assert [int(c["uplink_bytes"]) for c in trained] == RecordingCodec.sent
+
+
+@pytest.mark.parametrize("name", STRATEGY_SCENARIOS)
+def test_shipped_strategy_scenarios_run_with_real_training(name, tiny_models, tmp_path, request):
+    if name == "mahimahi-replay":
+        request.getfixturevalue("shared_traces")
+    real = real_scenario_dict(tiny_models["bert"])
+    sections = {"training": real["training"], "methods": real["methods"]}
+    if name == "deadline":  # a tiny model beats any fixed deadline: close at the median
+        sections["server"] = {"strategy": "deadline", "rounds": 3, "percentile": 50}
+    scenario = load_scenario(
+        PROJECT_ROOT / "scenarios" / f"{name}.toml", tiny_run_overrides(name, sections)
+    )
+    (arm,) = run_scenario(scenario, tmp_path / name, progress=False)
+    summary = json.loads((arm / "summary.json").read_text())
+    assert (summary["mode"], summary["rounds"]) == ("real", 3)
+    assert len(_evals(arm, "accuracy")) == 4
+    clients = _rows(arm / "clients.csv")
+    statuses = {c["status"] for c in clients}
+    expected = {"deadline": "late", "overselect": "cancelled", "fedbuff": "cancelled"}
+    assert name not in expected or expected[name] in statuses
+    sent = [c for c in clients if c["status"] == "ok"]
+    assert sent and all(int(c["uplink_bytes"]) > OVERHEAD for c in sent)
+    assert (arm / "adapter" / "adapter_config.json").exists()
+
+
+class RecordingExecutor:
+    """The inline executor, remembering every job it ran."""
+
+    def __init__(self, task) -> None:
+        self.inner = InlineExecutor(task)
+        self.jobs: list = []
+
+    def run(self, arm, jobs):
+        self.jobs += jobs
+        return self.inner.run(arm, jobs)
+
+
+def _trainers(write_scenario, tiny_models, tmp_path, methods: list[dict]) -> dict:
+    raw = real_scenario_dict(tiny_models["bert"], methods=methods)
+    scenario = load_scenario(write_scenario(raw))
+    task = RealTask(scenario)
+    executor = RecordingExecutor(task)
+    return {m.name: RealTrainer(task, executor, m, tmp_path / m.name) for m in scenario.methods}
+
+
+def test_downlink_codec_sets_the_broadcast_clients_train_from(
+    write_scenario, tiny_models, tmp_path
+):
+    methods = [
+        {"name": "fp16"},
+        {"name": "fp32", "downlink_codec": "fp32"},
+        {"name": "q2", "downlink_codec": "qsgd", "downlink_codec_options": {"bits": 2}},
+    ]
+    trainers = _trainers(write_scenario, tiny_models, tmp_path, methods)
+    exact = trainers["fp32"].global_flat
+    assert trainers["fp16"].downlink_bytes(0) == OVERHEAD + 2 * exact.size
+    assert trainers["fp32"].downlink_bytes(5) == OVERHEAD + 4 * exact.size
+    assert trainers["q2"].downlink_bytes(0) < trainers["fp16"].downlink_bytes(0) // 4
+    np.testing.assert_array_equal(trainers["fp32"].broadcast()[1], exact)
+    fp16 = exact.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(trainers["fp16"].broadcast()[1], fp16)
+    assert not np.array_equal(fp16, exact)  # the initial A matrices are not fp16 numbers
+    lossy = trainers["q2"]
+    lossy.begin_round([(3, 1), (5, 1)], lambda client, seconds: 0)
+    received = lossy.broadcast()[1]
+    assert np.abs(received - exact).max() > 1e-3  # 2-bit levels
+    jobs = lossy.executor.jobs
+    assert [j.client for j in jobs] == [3, 5]
+    assert all(np.array_equal(j.global_flat, received) for j in jobs)
+
+
+def test_weighted_aggregation_of_decoded_updates(write_scenario, tiny_models, tmp_path):
+    methods = [{"name": "fp32", "codec": "fp32"}]
+    trainer = _trainers(write_scenario, tiny_models, tmp_path, methods)["fp32"]
+    context = CodecContext(trainer.groups)
+    size = trainer.global_flat.size
+    up = trainer.codec.encode(np.full(size, 1.0, np.float32), context)
+    down = trainer.codec.encode(np.full(size, -2.0, np.float32), context)
+    before = trainer.global_flat.copy()
+    received = [(0, LocalResult(up, 30)), (1, LocalResult(b"junk", 5)), (0, LocalResult(down, 10))]
+    assert trainer.aggregate(4, received, [1.0, 1.0, 0.5]) == {1}  # a position, not a client
+    # (30·1 · 1 + 10·0.5 · -2) / (30·1 + 10·0.5) = 20 / 35
+    np.testing.assert_allclose(trainer.global_flat - before, 20 / 35, rtol=1e-5)
+    assert trainer.round_done == 4
+    # the next broadcast is the new global adapter, in the default fp16 downlink
+    fp16 = trainer.global_flat.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(trainer.broadcast()[1], fp16)
+
+
+def test_lossy_downlink_changes_training(write_scenario, tiny_models, tmp_path):
+    methods = [
+        {"name": "fp16"},
+        {"name": "q2", "downlink_codec": "qsgd", "downlink_codec_options": {"bits": 2}},
+    ]
+    dense, lossy = _run(
+        write_scenario, real_scenario_dict(tiny_models["bert"], methods=methods), tmp_path / "run"
+    )
+    assert _evals(dense, "loss")[0] == _evals(lossy, "loss")[0]  # the same initial adapter
+    assert _evals(dense, "loss")[1:] != _evals(lossy, "loss")[1:]
+    down = {arm.name: _rows(arm / "rounds.csv")[0]["downlink_bytes"] for arm in (dense, lossy)}
+    assert int(down["q2"]) < int(down["fp16"])
+
+
+def test_fedbuff_real_training_resumes_exactly(write_scenario, tiny_models, tmp_path, monkeypatch):
+    raw = real_scenario_dict(
+        tiny_models["bert"],
+        server={"strategy": "fedbuff", "rounds": 4, "concurrency": 4, "buffer_size": 2},
+    )
+    (reference,) = _run(write_scenario, raw, tmp_path / "ref")
+    versions = {c["version"] for c in _rows(reference / "clients.csv")}
+    assert {"0", "1"} <= versions
+    # two server updates written, the third crashes
+    interrupt_at_append(monkeypatch, 1 + 3, lambda: _run(write_scenario, raw, tmp_path / "cut"))
+    cut = tmp_path / "cut"
+    in_flight = json.loads((cut / "fp16" / "checkpoint.json").read_text())["state"]["server"]
+    assert any(rec["result"] and rec["result"]["bytes"] for rec in in_flight["in_flight"])
+    (resumed,) = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    for name in TABLES:
+        assert (reference / name).read_bytes() == (resumed / name).read_bytes(), name
