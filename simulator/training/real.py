@@ -12,9 +12,10 @@ a lossy downlink really costs accuracy), sends jobs to the executor, decodes the
 messages, aggregates them with FedAvg (sample counts times the strategy's weights) and
 evaluates. A client trains when it starts, on the global version current then, so the
 trainer keeps no older versions: under FedBuff the in-flight updates wait as messages.
-Checkpoints: after every round the global adapter is written to `adapter-r<round>.npy` beside
-the run's checkpoint (sha256 recorded in it). No random state carries across rounds (each
-client-round reseeds from its seed scope), so the adapter is the whole state to resume from.
+Checkpoints: after every round the global adapter and every client's codec state (e.g. its
+error-feedback residual) are written to `state-r<round>.npz` beside the run's checkpoint
+(sha256 recorded in it). No random state carries across rounds (each client-round reseeds from
+its seed scope), so those arrays are the whole state to resume from.
 At the end the adapter is saved with PEFT's `save_pretrained` into `adapter/`.
 """
 
@@ -286,27 +287,37 @@ class RealTrainer:
         return metrics
 
     def state(self) -> dict[str, Any]:
-        """Write the global adapter for this round; the checkpoint records its file and hash."""
-        path = self.folder / f"adapter-r{self.round_done}.npy"
+        """Write this round's arrays (the global adapter and every client's codec state, e.g.
+        an error-feedback residual); the checkpoint records the file and its hash."""
+        path = self.folder / f"state-r{self.round_done}.npz"
+        arrays = {"global": self.global_flat}
+        for client, kept in self.client_state.items():
+            arrays.update({f"client-{client}-{key}": value for key, value in kept.items()})
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.save(fh, self.global_flat)
+            np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        stale = self.folder / f"adapter-r{self.round_done - 2}.npy"
+        stale = self.folder / f"state-r{self.round_done - 2}.npz"
         stale.unlink(missing_ok=True)  # two back: no checkpoint can still point at it
-        return {"round": self.round_done, "adapter": path.name, "sha256": _sha256(path)}
+        return {"round": self.round_done, "arrays": path.name, "sha256": _sha256(path)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load the global adapter a checkpoint points at, checking its hash."""
-        path = self.folder / state["adapter"]
+        """Load the arrays a checkpoint points at, checking their hash."""
+        path = self.folder / state["arrays"]
         if not path.exists() or _sha256(path) != state["sha256"]:
             raise RunDirError(
-                f"{path}: missing or not the adapter the checkpoint recorded; delete this "
+                f"{path}: missing or not the state the checkpoint recorded; delete this "
                 "arm's folder to rerun the arm"
             )
-        self.global_flat = np.load(path)
+        with np.load(path) as arrays:
+            self.global_flat = arrays["global"]
+            self.client_state = {}
+            for name in arrays.files:
+                if name.startswith("client-"):
+                    _, client, key = name.split("-", 2)
+                    self.client_state.setdefault(int(client), {})[key] = arrays[name]
         self._broadcast = None
         self.round_done = int(state["round"])
 
@@ -324,6 +335,6 @@ class RealTrainer:
         """Save the final adapter with PEFT's save_pretrained and drop the round files."""
         self.task.use(self.arm)
         self.task.model.save_adapter(self.global_flat, folder / "adapter")
-        for path in folder.glob("adapter-r*.npy"):
-            if path.name != f"adapter-r{self.round_done}.npy":
+        for path in folder.glob("state-r*.npz"):
+            if path.name != f"state-r{self.round_done}.npz":
                 path.unlink()
