@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/traces.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/strategies.py
 
 clean:

@@ -205,7 +205,7 @@ class FedFSTQ:
         positions = [g.offset + reader.positions(g.size) for g in groups]
         sent = np.concatenate(positions)
         bounds = np.concatenate([[0], np.cumsum([p.size for p in positions])])
-        tags = reader.uints(2, sent.size).astype(np.uint8)
+        tags = reader.uints(2, sent.size)
         counts = kernels.tag_counts(tags, bounds)
         if counts[:, 3].any():
             raise MessageError("fstq: invalid precision tag 3")

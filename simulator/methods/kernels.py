@@ -213,6 +213,17 @@ def pack_bitmap(positions, size):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def largest_gap(positions):  # pragma: no cover - compiled
+    """The largest gap code of sorted positions (first position, differences minus one)."""
+    largest = 0
+    previous = -1
+    for p in positions:
+        largest = max(largest, p - previous - 1)
+        previous = p
+    return largest
+
+
+@njit(cache=True)
 def tag_counts(tags, bounds):  # pragma: no cover - compiled
     """[G, 4] counts of each 2-bit tag value in each group's run of sent coordinates."""
     counts = np.zeros((bounds.size - 1, 4), np.int64)

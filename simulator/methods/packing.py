@@ -98,7 +98,8 @@ def packed_size(count: int, bits: int) -> int:
 
 
 def unpack_uint(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
-    """Inverse of pack_uint: the first count values (uint32), MessageError if data is short."""
+    """Inverse of pack_uint: the first count values (uint8 up to 8 bits, else uint32),
+    MessageError if data is short."""
     need = packed_size(count, bits)
     if len(data) < need:
         raise MessageError(f"{count} values of {bits} bits need {need} bytes, got {len(data)}")
@@ -113,7 +114,7 @@ def unpack_uint(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
         values = np.empty(need * per, dtype=np.uint8)
         for i in range(per):
             values[i::per] = (raw >> np.uint8(i * bits)) & mask
-        return values[:count].astype(np.uint32)
+        return values[:count]
     flat = np.unpackbits(raw, bitorder="little")[: count * bits].reshape(count, bits)
     return (flat.astype(np.uint32) << np.arange(bits, dtype=np.uint32)).sum(axis=1, dtype=np.uint32)
 
@@ -122,25 +123,30 @@ _POSITIONS = struct.Struct("<BIB")  # mode (0 bitmap, 1 deltas), count, delta wi
 BITMAP, DELTAS = 0, 1
 
 
-def _gaps(positions: np.ndarray) -> tuple[np.ndarray, int]:
-    """Gap coding of sorted positions (first position, then differences minus one), width."""
-    gaps = np.diff(np.asarray(positions, dtype=np.int64), prepend=-1) - 1
-    return gaps, max(1, int(gaps.max()).bit_length()) if gaps.size else 1
+def _use_deltas(positions: np.ndarray, size: int) -> tuple[bool, int]:
+    """Whether fixed-width gaps (first position, then differences minus one) beat a bitmap,
+    and their width."""
+    width = max(1, int(kernels.largest_gap(positions)).bit_length())
+    return packed_size(positions.size, width) < packed_size(size, 1), width
 
 
 def encode_positions(positions: np.ndarray, size: int) -> bytes:
     """Sorted unique positions in [0, size): the smaller of a bitmap and fixed-width gaps."""
-    gaps, width = _gaps(positions)
-    if packed_size(gaps.size, width) < packed_size(size, 1):
-        return _POSITIONS.pack(DELTAS, gaps.size, width) + pack_uint(gaps, width)
-    head = _POSITIONS.pack(BITMAP, gaps.size, 0)
-    return head + kernels.pack_bitmap(np.asarray(positions, dtype=np.int64), size).tobytes()
+    positions = np.asarray(positions, dtype=np.int64)
+    deltas, width = _use_deltas(positions, size)
+    if deltas:
+        gaps = np.diff(positions, prepend=-1) - 1
+        return _POSITIONS.pack(DELTAS, positions.size, width) + pack_uint(gaps, width)
+    head = _POSITIONS.pack(BITMAP, positions.size, 0)
+    return head + kernels.pack_bitmap(positions, size).tobytes()
 
 
 def positions_size(positions: np.ndarray, size: int) -> int:
     """Bytes encode_positions would produce, without encoding."""
-    gaps, width = _gaps(positions)
-    return _POSITIONS.size + min(packed_size(gaps.size, width), packed_size(size, 1))
+    positions = np.asarray(positions, dtype=np.int64)
+    deltas, width = _use_deltas(positions, size)
+    body = packed_size(positions.size, width) if deltas else packed_size(size, 1)
+    return _POSITIONS.size + body
 
 
 class Reader:
