@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import save
+from common import print_table, save
 
 from simulator.methods import registry
 from simulator.methods.base import CodecContext, Group
@@ -182,12 +182,16 @@ def inference_reduction() -> dict:
 def main() -> dict:
     """Run the three measurements, print tables and write the JSON."""
     codecs = codec_throughput()
-    print(f"{'codec':<16} {'bits/coord':>10} {'encode s':>9} {'decode s':>9} {'Mcoords/s':>10}")
-    for row in codecs:
-        print(
-            f"{row['codec']:<16} {row['bits_per_coordinate']:>10} {row['encode_s']:>9} "
-            f"{row['decode_s']:>9} {row['coords_per_s'] / 1e6:>10.1f}"
-        )
+    print_table(
+        [{**row, "mcoords": round(row["coords_per_s"] / 1e6, 1)} for row in codecs],
+        {
+            "codec": "codec",
+            "bits_per_coordinate": "bits/coord",
+            "encode_s": "encode s",
+            "decode_s": "decode s",
+            "mcoords": "Mcoords/s",
+        },
+    )
     fisher = fisher_overhead()
     print(
         f"local step: plain {fisher['plain_ms_per_step']} ms, Fisher every step "

@@ -25,3 +25,14 @@ def save(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({**result, "host": host()}, indent=2) + "\n")
     return path
+
+
+def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
+    """Print rows as a right-aligned table: columns maps a row key to its header."""
+    widths = {
+        key: max(len(header), *(len(str(row[key])) for row in rows))
+        for key, header in columns.items()
+    }
+    print(" ".join(f"{header:>{widths[key]}}" for key, header in columns.items()))
+    for row in rows:
+        print(" ".join(f"{row[key]!s:>{widths[key]}}" for key in columns))

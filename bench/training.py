@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import save
+from common import print_table, save
 
 from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import load_scenario, scenario_from_dict
@@ -138,12 +138,16 @@ def peak_memory_mb(clients: int) -> float:
 def main() -> dict:
     """Run the three measurements, print a table and write the JSON."""
     throughput = tokens_per_second()
-    print(f"{'batch':>6} {'seq':>5} {'ms/step':>8} {'tokens/s':>9} {'GFLOP/s':>8}")
-    for row in throughput:
-        print(
-            f"{row['batch']:>6} {row['seq_len']:>5} {row['ms_per_step']:>8} "
-            f"{row['tokens_per_s']:>9} {row['gflop_per_s']:>8}"
-        )
+    print_table(
+        throughput,
+        {
+            "batch": "batch",
+            "seq_len": "seq",
+            "ms_per_step": "ms/step",
+            "tokens_per_s": "tokens/s",
+            "gflop_per_s": "GFLOP/s",
+        },
+    )
     share = overhead()
     print(
         f"quickstart: {share['host_s_total']} s host, overhead share "

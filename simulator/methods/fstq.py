@@ -55,8 +55,6 @@ from simulator.methods.packing import (
 
 log = logging.getLogger(__name__)
 
-WIDTHS = (2, 4, 16)  # tag 0, 1, 2
-QMAX = {2: kernels.QMAX2, 4: kernels.QMAX4}  # q_max(b) = 2^(b-1) - 1
 SAMPLE = 1 << 17  # coordinates beyond which percentile thresholds are estimated on a sample
 
 

@@ -8,9 +8,11 @@ from pydantic import ValidationError
 
 from simulator.errors import MessageError
 from simulator.methods.base import CodecContext, Group
-from simulator.methods.fstq import QMAX, FedFSTQ, FSTQOptions
+from simulator.methods import kernels
+from simulator.methods.fstq import FedFSTQ, FSTQOptions
 from simulator.methods.packing import OVERHEAD
 
+QMAX = {2: kernels.QMAX2, 4: kernels.QMAX4}
 GROUPS = tuple(Group(f"g{i}", i * 600, (20, 30)) for i in range(5))
 N = 3000
 
