@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from simulator.errors import MessageError
-from simulator.methods.base import CodecContext, Group
 from simulator.methods import kernels
+from simulator.methods.base import CodecContext, Group
 from simulator.methods.fstq import FedFSTQ, FSTQOptions
 from simulator.methods.packing import OVERHEAD
 
