@@ -1,37 +1,121 @@
-"""Load run directories into tidy pandas frames (reads only files, never simulator internals)."""
+"""Load run directories into tidy pandas frames (reads only files, never simulator internals).
+
+A path may be one arm folder, a run directory (one folder per arm) or a sweep folder
+(`seed-<s>/<arm>/`); every row carries the `arm`, `seed` and `scenario` of its arm, read from the
+arm's manifest.json, so frames of many runs and seeds concatenate without ambiguity.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from simulator.errors import RunDirError
+from simulator.recorder import SCHEMA_VERSION, TABLES
+
+Runs = str | Path | Iterable[str | Path]
 
 
-def arm_folders(run: str | Path) -> list[Path]:
-    """The arm folders of a run directory (or the folder itself when it is one arm)."""
-    run = Path(run)
+@dataclass(frozen=True)
+class Arm:
+    """One arm of one seed: its folder and the identity its manifest gives it."""
+
+    folder: Path
+    arm: str
+    seed: int
+    scenario: str
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing; the arm did not start or was damaged") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: damaged JSON ({exc})") from None
+
+
+def _arm(folder: Path) -> Arm:
+    path = folder / "manifest.json"
+    manifest = _read_json(path)
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise RunDirError(
+            f"{path}: schema version {version!r}, this fstq-sim reads up to {SCHEMA_VERSION}; "
+            "analyse it with the fstq-sim version that wrote it (or a newer one)"
+        )
+    try:
+        return Arm(folder, str(manifest["arm"]), int(manifest["seed"]), str(manifest["scenario"]))
+    except KeyError as exc:
+        raise RunDirError(f"{path}: no {exc} entry; is this a fstq-sim manifest?") from None
+
+
+def _folders(run: Path) -> list[Path]:
     if (run / "evals.csv").exists():
         return [run]
-    arms = sorted(p.parent for p in run.glob("*/evals.csv"))
-    if not arms:
+    patterns = ("*/evals.csv", "*/*/evals.csv")  # run dir, sweep dir
+    found = sorted({p.parent for pattern in patterns for p in run.glob(pattern)})
+    if not found:
         raise RunDirError(
-            f"{run}: no arm folders with evals.csv; is this a fstq-sim run directory?"
+            f"{run}: no arm folders with evals.csv; is this a fstq-sim run or sweep directory?"
         )
-    return arms
+    return found
 
 
-def load_table(run: str | Path, table: str) -> pd.DataFrame:
-    """One table (rounds, clients or evals) of every arm, with an `arm` column."""
-    frames = []
-    for folder in arm_folders(run):
-        path = folder / f"{table}.csv"
-        try:
-            frame = pd.read_csv(path)
-        except FileNotFoundError:
-            raise RunDirError(f"{path}: missing; the arm did not start or was damaged") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{path}: unreadable CSV ({exc})") from None
-        frames.append(frame.assign(arm=folder.name))
-    return pd.concat(frames, ignore_index=True)
+def find_arms(runs: Runs) -> list[Arm]:
+    """Every arm folder under the given run, sweep or arm folders, in path order."""
+    paths = [runs] if isinstance(runs, str | Path) else list(runs)
+    return [_arm(folder) for run in paths for folder in _folders(Path(run))]
+
+
+def read_table(arm: Arm, table: str) -> pd.DataFrame:
+    """One CSV of one arm, checked for truncation and columns, with the arm's identity."""
+    path = arm.folder / f"{table}.csv"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing; the arm did not start or was damaged") from None
+    if raw and not raw.endswith(b"\n"):
+        raise RunDirError(f"{path}: truncated (the last row is cut off); rerun or resume the arm")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: unreadable CSV ({exc})") from None
+    missing = [c for c in TABLES[table] if c not in frame.columns]
+    if missing:
+        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}; not a schema-3 table")
+    return frame.assign(arm=arm.arm, seed=arm.seed, scenario=arm.scenario)
+
+
+def load_table(runs: Runs, table: str) -> pd.DataFrame:
+    """One table (rounds, clients or evals) of every arm, with `arm`, `seed`, `scenario`."""
+    return pd.concat([read_table(arm, table) for arm in find_arms(runs)], ignore_index=True)
+
+
+def summaries(runs: Runs) -> dict[Arm, dict[str, Any] | None]:
+    """Each arm's summary.json, or None while the arm is unfinished."""
+    return {
+        arm: _read_json(arm.folder / "summary.json")
+        if (arm.folder / "summary.json").exists()
+        else None
+        for arm in find_arms(runs)
+    }
+
+
+def parameter_count(arm: Arm) -> int | None:
+    """Trainable parameters, from the `global` array of the latest state-r*.npz (real training
+    only; None when the arm saved no state, e.g. surrogate runs)."""
+    states = sorted(arm.folder.glob("state-r*.npz"), key=lambda p: int(p.stem[len("state-r") :]))
+    if not states:
+        return None
+    try:
+        with np.load(states[-1]) as data:
+            return int(data["global"].size)
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{states[-1]}: unreadable state ({exc})") from None

@@ -1,0 +1,71 @@
+"""Loading run and sweep directories; damaged directories name the file at fault."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rundirs import hand_run, hand_sweep
+
+from analysis.runs import find_arms, load_table, parameter_count
+from simulator.errors import RunDirError
+
+
+def test_run_and_sweep_load_with_identity(tmp_path):
+    run = hand_run(tmp_path)
+    sweep = hand_sweep(tmp_path)
+    evals = load_table(run, "evals")
+    assert len(evals) == 6 and set(evals["arm"]) == {"dense", "small"}
+    assert set(evals["seed"]) == {1} and set(evals["scenario"]) == {"hand"}
+    clients = load_table([sweep], "clients")
+    assert len(clients) == 3 * 2 * 6  # seeds x arms x client-rounds
+    assert sorted(clients["seed"].unique()) == [1, 2, 3]
+    one = load_table(run / "small", "rounds")
+    assert one["uplink_bytes"].tolist() == [500, 500]
+
+
+def test_missing_file_names_it(tmp_path):
+    run = hand_run(tmp_path)
+    (run / "dense" / "clients.csv").unlink()
+    with pytest.raises(RunDirError, match=r"dense/clients.csv: missing"):
+        load_table(run, "clients")
+
+
+def test_truncated_csv_names_it(tmp_path):
+    run = hand_run(tmp_path)
+    path = run / "small" / "rounds.csv"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(RunDirError, match=r"small/rounds.csv: truncated"):
+        load_table(run, "rounds")
+
+
+def test_wrong_columns_name_them(tmp_path):
+    run = hand_run(tmp_path)
+    path = run / "dense" / "evals.csv"
+    path.write_text("round,time_s,value\n0,0.0,0.1\n", encoding="utf-8")
+    with pytest.raises(RunDirError, match=r"dense/evals.csv: missing column\(s\) uplink_bytes_cum"):
+        load_table(run, "evals")
+
+
+def test_future_schema_names_the_manifest(tmp_path):
+    run = hand_run(tmp_path)
+    path = run / "dense" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(manifest, schema_version=99)))
+    with pytest.raises(RunDirError, match=r"dense/manifest.json: schema version 99"):
+        find_arms(run)
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(RunDirError, match="no arm folders"):
+        find_arms(tmp_path)
+
+
+def test_parameter_count_from_latest_state(tmp_path):
+    run = hand_run(tmp_path)
+    arm = find_arms(run / "dense")[0]
+    assert parameter_count(arm) is None
+    np.savez(arm.folder / "state-r2.npz", **{"global": np.zeros(10, np.float32)})
+    np.savez(arm.folder / "state-r10.npz", **{"global": np.zeros(12, np.float32)})
+    assert parameter_count(arm) == 12
