@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.runs import Arm, parameter_count, read_table
+from simulator.errors import SimulatorError
 from simulator.experiment import lower_is_better
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def against_baseline(reached: pd.DataFrame, baseline: str) -> pd.DataFrame:
     100 · (1 − arm time / baseline time) ("X % faster")."""
     if baseline not in set(reached["arm"]):
         known = ", ".join(sorted(set(reached["arm"])))
-        raise ValueError(f"baseline arm {baseline!r} is not among the arms ({known})")
+        raise SimulatorError(f"--baseline: arm {baseline!r} is not among the arms ({known})")
     base = reached[reached["arm"] == baseline][["seed", "time_s", "uplink_bytes"]]
     both = reached.merge(base, on="seed", how="left", suffixes=("", "_base"))
     return both.assign(

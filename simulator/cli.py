@@ -120,11 +120,23 @@ def _cmd_trace_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from analysis.plots import quality_vs_time
+    from analysis.plots import KINDS, save
 
+    if args.out:  # one figure of all the runs together
+        print(f"wrote {save(KINDS[args.kind](args.runs, args.metric), args.out)}")
+        return 0
     for run in args.runs:
-        out = Path(args.out) if args.out else Path(run) / "quality_vs_time.png"
-        print(f"wrote {quality_vs_time(run, out, args.metric)}")
+        name = "quality_vs_time" if args.kind == "quality-time" else args.kind.replace("-", "_")
+        out = Path(run) / f"{name}.png"
+        print(f"wrote {save(KINDS[args.kind](run, args.metric), out)}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    for path in write_report(args.runs, args.out, args.baseline, args.target, args.metric):
+        print(f"wrote {path}")
     return 0
 
 
@@ -156,11 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("plot", help="quality vs simulated wall-clock of a run directory")
+    p = sub.add_parser("plot", help="one figure of run, sweep or arm directories")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--out", help="PNG path (default RUN/quality_vs_time.png)")
+    p.add_argument(
+        "--kind",
+        default="quality-time",
+        choices=["quality-time", "quality-bytes", "round-cdf", "timeline", "bits"],
+        help="quality vs simulated time or uplink bytes, round-duration CDF, client timeline, "
+        "bits per parameter (default quality-time)",
+    )
+    p.add_argument(
+        "--out",
+        help="PNG or SVG path of one figure of all RUNs (default RUN/<kind>.png per RUN, "
+        "RUN/quality_vs_time.png for quality-time)",
+    )
     p.add_argument("--metric", help="metric to plot (default the first evaluated)")
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("compare", help="report comparing arms against a baseline arm")
+    p.add_argument("runs", nargs="+", help="run, sweep or arm directories")
+    p.add_argument("--baseline", required=True, help="arm the ratios are taken against")
+    p.add_argument("--target", required=True, type=float, help="quality target of --metric")
+    p.add_argument("--metric", help="metric of the target (default the first evaluated)")
+    p.add_argument("--out", required=True, help="folder for report.md, report.html, figures")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("traces", help="bandwidth trace tools")
     tsub = p.add_subparsers(dest="traces_command", required=True)

@@ -11,6 +11,7 @@ from rundirs import hand_run, hand_sweep
 
 from analysis import metrics
 from analysis.runs import find_arms, load_table
+from simulator.errors import SimulatorError
 
 
 def test_time_and_bytes_to_target_and_not_reached(tmp_path):
@@ -40,7 +41,7 @@ def test_ratios_against_the_baseline(tmp_path):
     assert ratios.loc["small", "bytes_ratio"] == 8.0
     assert ratios.loc["small", "time_reduction_pct"] == 50.0
     assert ratios.loc["dense", "bytes_ratio"] == 1.0
-    with pytest.raises(ValueError, match="baseline arm 'nope'"):
+    with pytest.raises(SimulatorError, match="--baseline: arm 'nope'"):
         metrics.against_baseline(ratios.reset_index(), "nope")
 
 

@@ -1,0 +1,161 @@
+"""Comparison reports: one table per comparison (arms as rows, mean ± 95 % CI over seeds) and
+the figures, as Markdown (figures beside it) and as self-contained HTML (figures inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import metrics, plots
+from analysis.runs import Runs, load_table
+from simulator.experiment import lower_is_better
+
+log = logging.getLogger(__name__)
+
+# (per-seed column, report heading, scale, unit, decimals)
+COLUMNS = (
+    ("time_s", "time to target", 1.0, "s", 1),
+    ("uplink_bytes", "uplink to target", 1e6, "MB", 3),
+    ("bytes_ratio", "× less uplink than baseline", 1.0, "×", 2),
+    ("time_reduction_pct", "faster than baseline", 1.0, "%", 1),
+    ("final", "final quality", 1.0, "", 4),
+    ("uplink_total", "total uplink", 1e6, "MB", 3),
+    ("round_s", "mean round duration", 1.0, "s", 1),
+    ("energy_j_fleet", "energy per round, fleet mean", 1.0, "J", 1),
+    ("energy_j_straggler", "energy per round, straggler", 1.0, "J", 1),
+)
+FIGURES = ("quality-time", "quality-bytes", "round-cdf", "timeline")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-seed values, the per-arm table of (mean, CI half-width) and straggler counts."""
+
+    metric: str
+    target: float
+    baseline: str
+    per_seed: pd.DataFrame
+    table: pd.DataFrame
+    stragglers: pd.DataFrame
+
+
+def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
+    """One row per arm and seed with every value of the report, straight from the CSVs."""
+    evals, rounds = load_table(runs, "evals"), load_table(runs, "rounds")
+    metric = metric or metrics.default_metric(evals)
+    reached = metrics.against_baseline(metrics.to_target(evals, target, metric), baseline)
+    chosen = evals[evals["metric"] == metric].sort_values("round")
+    final = chosen.groupby(metrics.KEYS)["value"].last().rename("final")
+    by_seed = rounds.groupby(metrics.KEYS)
+    totals = pd.concat(
+        [
+            by_seed["uplink_bytes"].sum().rename("uplink_total"),
+            by_seed["duration_s"].mean().rename("round_s"),
+        ],
+        axis=1,
+    )
+    energy = metrics.energy_per_round(rounds).set_index(metrics.KEYS)
+    return reached.set_index(metrics.KEYS).join([final, totals, energy]).reset_index()
+
+
+def compare(runs: Runs, baseline: str, target: float, metric: str | None = None) -> Comparison:
+    """Aggregate the per-seed values of each arm into mean ± 95 % CI (t, n − 1 df)."""
+    values = per_seed_values(runs, baseline, target, metric)
+    rows = {}
+    for arm, frame in values.groupby("arm", sort=False):
+        row = {col: metrics.mean_ci(frame[col]) for col, *_ in COLUMNS}
+        row["seeds"] = f"{int(frame['reached'].sum())}/{len(frame)} reached"
+        rows[arm] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    better = lower_is_better(str(values["metric"].iloc[0]))
+    means = table[["uplink_total", "final"]].map(lambda pair: pair[0])
+    table["pareto"] = metrics.pareto_front(means["uplink_total"], means["final"], better)
+    stragglers = metrics.straggler_phases(load_table(runs, "rounds"))
+    return Comparison(str(values["metric"].iloc[0]), target, baseline, values, table, stragglers)
+
+
+def fmt(pair: tuple[float, float], scale: float, unit: str, decimals: int) -> str:
+    """`mean ± half unit`; no ± for one seed; "not reached" for NaN (a missed target)."""
+    mean, half = pair
+    if math.isnan(mean):
+        return "not reached"
+    text = f"{mean / scale:.{decimals}f}"
+    if not math.isnan(half):
+        text += f" ± {half / scale:.{decimals}f}"
+    return f"{text} {unit}".strip()
+
+
+def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    head = ["arm", "seeds", *(c[1] for c in COLUMNS), "Pareto (total uplink vs final)"]
+    phases = list(comparison.stragglers.columns)
+    head += [f"straggler: {p}" for p in phases]
+    rows = []
+    for arm, row in comparison.table.iterrows():
+        cells = [str(arm), row["seeds"]]
+        cells += [fmt(row[col], scale, unit, d) for col, _, scale, unit, d in COLUMNS]
+        cells.append("yes" if row["pareto"] else "no")
+        cells += [str(int(comparison.stragglers.loc[arm, p])) for p in phases]
+        rows.append(cells)
+    return head, rows
+
+
+def _title(comparison: Comparison) -> str:
+    return (
+        f"Comparison: {comparison.metric} target {comparison.target:g}, "
+        f"baseline {comparison.baseline}"
+    )
+
+
+def _markdown(comparison: Comparison, figures: list[Path]) -> str:
+    head, rows = _rows(comparison)
+    lines = [f"# {_title(comparison)}", "", "Mean ± 95 % CI over seeds (t, n − 1 df).", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    lines.append("")
+    lines += [f"![{f.stem}]({f.name})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _html(comparison: Comparison, figures: list[Path]) -> str:
+    head, rows = _rows(comparison)
+    cell = "<{0}>{1}</{0}>".format
+    table = "<tr>" + "".join(cell("th", html.escape(h)) for h in head) + "</tr>\n"
+    table += "".join(
+        "<tr>" + "".join(cell("td", html.escape(c)) for c in cells) + "</tr>\n" for cells in rows
+    )
+    images = "".join(
+        f'<figure><img alt="{f.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(f.read_bytes()).decode()}"></figure>\n'
+        for f in figures
+    )
+    title = html.escape(_title(comparison))
+    style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px}"
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body>\n<h1>{title}</h1>\n"
+        f"<p>Mean ± 95 % CI over seeds (t, n − 1 df).</p>\n<table>\n{table}</table>\n"
+        f"{images}</body></html>\n"
+    )
+
+
+def write_report(
+    runs: Runs, out: str | Path, baseline: str, target: float, metric: str | None = None
+) -> list[Path]:
+    """Write report.md, report.html and the figures' PNGs into `out`; returns the reports."""
+    out = Path(out)
+    comparison = compare(runs, baseline, target, metric)
+    figures = [
+        plots.save(plots.KINDS[kind](runs, comparison.metric), out / f"{kind}.png")
+        for kind in FIGURES
+    ]
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(_markdown(comparison, figures), encoding="utf-8")
+    page.write_text(_html(comparison, figures), encoding="utf-8")
+    log.info("wrote %s and %s", md, page)
+    return [md, page]
