@@ -30,6 +30,7 @@ COLUMNS = (
     ("energy_j_fleet", "energy per round, fleet mean", 1.0, "J", 1),
     ("energy_j_straggler", "energy per round, straggler", 1.0, "J", 1),
 )
+RATIO_UNITS = ("×", "%")
 FIGURES = ("quality-time", "quality-bytes", "round-cdf", "timeline")
 
 
@@ -81,10 +82,11 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
 
 
 def fmt(pair: tuple[float, float], scale: float, unit: str, decimals: int) -> str:
-    """`mean ± half unit`; no ± for one seed; "not reached" for NaN (a missed target)."""
+    """`mean ± half unit`; no ± for one seed; "not reached" for a missed target, "n/a" for a
+    ratio without one (a side missed the target, or reached it before sending anything)."""
     mean, half = pair
     if math.isnan(mean):
-        return "not reached"
+        return "n/a" if unit in RATIO_UNITS else "not reached"
     text = f"{mean / scale:.{decimals}f}"
     if not math.isnan(half):
         text += f" ± {half / scale:.{decimals}f}"

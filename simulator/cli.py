@@ -132,6 +132,27 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from simulator.scenario import load_scenario
+    from simulator.sweep import sweep
+
+    if args.seeds < 1 or args.jobs < 1:
+        raise SimulatorError("--seeds and --jobs must be at least 1")
+    name = load_scenario(args.scenario, args.set).name
+    out = Path(args.out) if args.out else Path("runs") / f"{name}-sweep"
+    try:
+        folders = sweep(args.scenario, args.seeds, out, args.set, args.jobs)
+    except KeyboardInterrupt:
+        print(
+            "interrupted; finished rounds are kept. Rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    for folder in folders:
+        print(f"wrote {folder}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
@@ -167,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sweep", help="run every arm over several seeds (resumable)")
+    p.add_argument("scenario")
+    p.add_argument("--seeds", type=int, required=True, help="seeds: the scenario's and after")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+    p.add_argument("--out", help="sweep directory (default runs/<name>-sweep)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("plot", help="one figure of run, sweep or arm directories")
     p.add_argument("runs", nargs="+")

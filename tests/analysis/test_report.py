@@ -55,10 +55,11 @@ def test_not_reached_stays_not_reached(tmp_path):
     assert comparison.table.loc["small", "seeds"] == "0/1 reached"
     text = report.write_report(run, tmp_path / "out", "dense", 0.8)[0].read_text()
     row = next(line for line in text.splitlines() if line.startswith("| small |"))
-    assert row.count("not reached") == 4  # time, bytes and both ratios
+    assert row.count("| not reached | not reached | n/a | n/a |") == 1
 
 
 def test_fmt():
     assert report.fmt((2.0, float("nan")), 1.0, "s", 1) == "2.0 s"
     assert report.fmt((2e6, 1e5), 1e6, "MB", 2) == "2.00 ± 0.10 MB"
     assert report.fmt((float("nan"), float("nan")), 1.0, "s", 1) == "not reached"
+    assert report.fmt((float("nan"), float("nan")), 1.0, "%", 1) == "n/a"
