@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,20 +89,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prepare_out(out, Path(args.scenario), scenario, args.force)
         source = str(args.scenario)
     arms = _check_arms(args.arms, scenario)
-    try:
-        folders = run_scenario(
+    return _run_and_list(
+        lambda: run_scenario(
             scenario,
             out,
             resume=bool(args.resume),
             arms=arms,
             progress=not args.quiet,
             source=source,
-        )
+        ),
+        f"Continue with: fstq-sim run --resume {out}",
+    )
+
+
+def _run_and_list(run: Callable[[], list[Path]], resume_hint: str) -> int:
+    """Run, print the folders written; on Ctrl-C say that rounds are kept and how to go on."""
+    try:
+        folders = run()
     except KeyboardInterrupt:
-        print(
-            f"interrupted; finished rounds are kept. Continue with: fstq-sim run --resume {out}",
-            file=sys.stderr,
-        )
+        print(f"interrupted; finished rounds are kept. {resume_hint}", file=sys.stderr)
         return 130
     for folder in folders:
         print(f"wrote {folder}")
@@ -140,17 +146,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise SimulatorError("--seeds and --jobs must be at least 1")
     name = load_scenario(args.scenario, args.set).name
     out = Path(args.out) if args.out else Path("runs") / f"{name}-sweep"
-    try:
-        folders = sweep(args.scenario, args.seeds, out, args.set, args.jobs)
-    except KeyboardInterrupt:
-        print(
-            "interrupted; finished rounds are kept. Rerun the same command to resume.",
-            file=sys.stderr,
-        )
-        return 130
-    for folder in folders:
-        print(f"wrote {folder}")
-    return 0
+    return _run_and_list(
+        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs),
+        "Rerun the same command to resume.",
+    )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
