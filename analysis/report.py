@@ -44,6 +44,7 @@ class Comparison:
     per_seed: pd.DataFrame
     table: pd.DataFrame
     stragglers: pd.DataFrame
+    latency: pd.DataFrame
 
 
 def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
@@ -77,8 +78,26 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
     better = lower_is_better(str(values["metric"].iloc[0]))
     means = table[["uplink_total", "final"]].map(lambda pair: pair[0])
     table["pareto"] = metrics.pareto_front(means["uplink_total"], means["final"], better)
-    stragglers = metrics.straggler_phases(load_table(runs, "rounds"))
-    return Comparison(str(values["metric"].iloc[0]), target, baseline, values, table, stragglers)
+    rounds = load_table(runs, "rounds")
+    latency = latency_table(load_table(runs, "clients"), rounds)
+    metric = str(values["metric"].iloc[0])
+    stragglers = metrics.straggler_phases(rounds)
+    return Comparison(metric, target, baseline, values, table, stragglers, latency)
+
+
+def latency_table(clients: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, mean ± CI over seeds of each seed's mean seconds per round in each part
+    (straggler and fleet mean): where the round time goes."""
+    breakdown = metrics.latency_breakdown(clients, rounds)
+    parts = [c for c in breakdown.columns if c.startswith(("straggler_", "fleet_"))]
+    per_seed = breakdown.groupby(metrics.KEYS, sort=False)[parts].mean().reset_index()
+    return pd.DataFrame.from_dict(
+        {
+            arm: {part: metrics.mean_ci(frame[part]) for part in parts}
+            for arm, frame in per_seed.groupby("arm", sort=False)
+        },
+        orient="index",
+    )
 
 
 def fmt(pair: tuple[float, float], scale: float, unit: str, decimals: int) -> str:
@@ -107,6 +126,32 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _latency_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    latency = comparison.latency
+    head = ["arm", *(c.replace("_", " ") for c in latency.columns)]
+    rows = [
+        [str(arm), *(fmt(pair, 1.0, "s", 1) for pair in row)] for arm, row in latency.iterrows()
+    ]
+    return head, rows
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return [*lines, *("| " + " | ".join(cells) + " |" for cells in rows), ""]
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    cell = "<{0}>{1}</{0}>".format
+    text = "<tr>" + "".join(cell("th", html.escape(h)) for h in head) + "</tr>\n"
+    text += "".join(
+        "<tr>" + "".join(cell("td", html.escape(c)) for c in cells) + "</tr>\n" for cells in rows
+    )
+    return f"<table>\n{text}</table>\n"
+
+
+LATENCY_NOTE = "Seconds per round by part, straggler and fleet mean of finished clients:"
+
+
 def _title(comparison: Comparison) -> str:
     return (
         f"Comparison: {comparison.metric} target {comparison.target:g}, "
@@ -115,22 +160,16 @@ def _title(comparison: Comparison) -> str:
 
 
 def _markdown(comparison: Comparison, figures: list[Path]) -> str:
-    head, rows = _rows(comparison)
     lines = [f"# {_title(comparison)}", "", "Mean ± 95 % CI over seeds (t, n − 1 df).", ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-    lines.append("")
+    lines += _md_table(*_rows(comparison))
+    lines += [LATENCY_NOTE, "", *_md_table(*_latency_rows(comparison))]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
     return "\n".join(lines) + "\n"
 
 
 def _html(comparison: Comparison, figures: list[Path]) -> str:
-    head, rows = _rows(comparison)
-    cell = "<{0}>{1}</{0}>".format
-    table = "<tr>" + "".join(cell("th", html.escape(h)) for h in head) + "</tr>\n"
-    table += "".join(
-        "<tr>" + "".join(cell("td", html.escape(c)) for c in cells) + "</tr>\n" for cells in rows
-    )
+    tables = _html_table(*_rows(comparison))
+    tables += f"<p>{LATENCY_NOTE}</p>\n" + _html_table(*_latency_rows(comparison))
     images = "".join(
         f'<figure><img alt="{f.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(f.read_bytes()).decode()}"></figure>\n'
@@ -141,7 +180,7 @@ def _html(comparison: Comparison, figures: list[Path]) -> str:
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{style}</style></head><body>\n<h1>{title}</h1>\n"
-        f"<p>Mean ± 95 % CI over seeds (t, n − 1 df).</p>\n<table>\n{table}</table>\n"
+        f"<p>Mean ± 95 % CI over seeds (t, n − 1 df).</p>\n{tables}"
         f"{images}</body></html>\n"
     )
 

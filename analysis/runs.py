@@ -98,16 +98,6 @@ def load_table(runs: Runs, table: str) -> pd.DataFrame:
     return pd.concat([read_table(arm, table) for arm in find_arms(runs)], ignore_index=True)
 
 
-def summaries(runs: Runs) -> dict[Arm, dict[str, Any] | None]:
-    """Each arm's summary.json, or None while the arm is unfinished."""
-    return {
-        arm: _read_json(arm.folder / "summary.json")
-        if (arm.folder / "summary.json").exists()
-        else None
-        for arm in find_arms(runs)
-    }
-
-
 def parameter_count(arm: Arm) -> int | None:
     """Trainable parameters, from the `global` array of the latest state-r*.npz (real training
     only; None when the arm saved no state, e.g. surrogate runs)."""

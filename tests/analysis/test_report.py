@@ -33,7 +33,11 @@ def test_single_seed_report_numbers_from_the_csvs(tmp_path):
         )
     assert "| small | 1/1 reached | 10.0 s | 0.001 MB | 8.00 × | 50.0 % |" in text
     assert "| straggler: compute | straggler: upload |" in text and text.count("| 1 | 1 |") == 2
+    # latency (fleet dl/compute/upload/wait, then straggler): see rundirs.write_arm
+    assert "| dense | 1.0 s | 3.0 s | 3.0 s | 3.0 s | 1.0 s | 4.0 s | 5.0 s | 0.0 s |" in text
+    assert "| small | 1.0 s | 2.0 s | 1.5 s | 0.5 s | 1.0 s | 2.0 s | 2.0 s | 0.0 s |" in text
     body = page.read_text()
+    assert body.count("<table>") == 2
     assert body.count("data:image/png;base64,") == len(report.FIGURES) and "8.00 ×" in body
     assert all((tmp_path / "out" / f"{kind}.png").stat().st_size > 5_000 for kind in report.FIGURES)
 
