@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import scenario_dict
+from conftest import real_scenario_dict, scenario_dict
 
+from analysis import metrics
+from analysis.runs import find_arms
 from simulator.cli import main
 from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import scenario_from_dict
@@ -47,3 +49,15 @@ def test_compare_writes_the_reports(tiny_run, tmp_path, capsys):
     capsys.readouterr()
     assert main([*args[:3], "nope", *args[4:]]) == 2
     assert "--baseline: arm 'nope'" in capsys.readouterr().err
+
+
+def test_bits_per_parameter_of_a_real_fp16_run(tiny_models, tmp_path):
+    raw = real_scenario_dict(tiny_models["bert"], server={"rounds": 2})
+    scenario = scenario_from_dict(raw, "unit", base=tmp_path)
+    out = tmp_path / "real"
+    prepare_out(out, None, scenario, force=False)
+    run_scenario(scenario, out, progress=False)
+    bits = metrics.bits_per_parameter(find_arms(out))["bits_per_param"]
+    assert len(bits) == 2 and ((bits >= 16.0) & (bits < 16.5)).all()  # fp16 + small framing
+    assert main(["plot", str(out), "--kind", "bits", "--out", str(tmp_path / "bits.png")]) == 0
+    assert (tmp_path / "bits.png").stat().st_size > 5_000
