@@ -25,16 +25,20 @@ KEYS = ["arm", "seed"]
 PHASES = ("download", "compute", "upload")
 
 
-def default_metric(evals: pd.DataFrame) -> str:
-    """The first evaluated metric (what the summary and the plots use when none is named)."""
-    return str(evals["metric"].iloc[0])
+def select_metric(evals: pd.DataFrame, metric: str | None = None) -> tuple[str, pd.DataFrame]:
+    """The named metric (default the first evaluated, as the summary does) and its rows."""
+    metric = metric or str(evals["metric"].iloc[0])
+    chosen = evals[evals["metric"] == metric]
+    if chosen.empty:
+        known = ", ".join(sorted(evals["metric"].unique()))
+        raise SimulatorError(f"--metric: no evaluations of {metric!r}; evaluated: {known}")
+    return metric, chosen
 
 
 def to_target(evals: pd.DataFrame, target: float, metric: str | None = None) -> pd.DataFrame:
     """Per arm and seed: round, simulated time and cumulative uplink bytes of the first
     evaluation that reached `target` (NaN when never reached); lower-is-better by name."""
-    metric = metric or default_metric(evals)
-    chosen = evals[evals["metric"] == metric]
+    metric, chosen = select_metric(evals, metric)
     hit = chosen["value"] <= target if lower_is_better(metric) else chosen["value"] >= target
     first = chosen[hit].sort_values("round").groupby(KEYS, sort=False).head(1)
     arms = chosen[KEYS].drop_duplicates()

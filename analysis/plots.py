@@ -65,10 +65,7 @@ def quality_figure(runs: Runs, against: str = "time", metric: str | None = None)
     """Quality against simulated wall-clock (`time`) or cumulative uplink bytes (`bytes`, log x),
     one line per arm, seeds as a min-max band."""
     evals = load_table(runs, "evals")
-    metric = metric or metrics.default_metric(evals)
-    evals = evals[evals["metric"] == metric]
-    if evals.empty:
-        raise RunDirError(f"no evaluations of metric {metric!r} in the given runs")
+    metric, evals = metrics.select_metric(evals, metric)
     fig, ax = _figure()
     if against == "time":
         x, (unit, scale) = "time_s", time_unit(float(evals["time_s"].max()))

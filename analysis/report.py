@@ -50,10 +50,9 @@ class Comparison:
 def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
     """One row per arm and seed with every value of the report, straight from the CSVs."""
     evals, rounds = load_table(runs, "evals"), load_table(runs, "rounds")
-    metric = metric or metrics.default_metric(evals)
+    metric, chosen = metrics.select_metric(evals, metric)
     reached = metrics.against_baseline(metrics.to_target(evals, target, metric), baseline)
-    chosen = evals[evals["metric"] == metric].sort_values("round")
-    final = chosen.groupby(metrics.KEYS)["value"].last().rename("final")
+    final = chosen.sort_values("round").groupby(metrics.KEYS)["value"].last().rename("final")
     by_seed = rounds.groupby(metrics.KEYS)
     totals = pd.concat(
         [

@@ -26,6 +26,11 @@ def test_time_and_bytes_to_target_and_not_reached(tmp_path):
     assert ratios["bytes_ratio"].isna().all() and ratios["time_reduction_pct"].isna().all()
 
 
+def test_unknown_metric_names_the_evaluated_ones(tmp_path):
+    with pytest.raises(SimulatorError, match="no evaluations of 'f1'; evaluated: accuracy"):
+        metrics.to_target(load_table(hand_run(tmp_path), "evals"), 0.5, "f1")
+
+
 def test_lower_is_better_by_name(tmp_path):
     run = hand_run(tmp_path)
     evals = load_table(run, "evals").assign(metric="eval_loss")
