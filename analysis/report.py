@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import metrics, plots
-from analysis.runs import Runs, load_table
+from analysis.runs import Runs, find_arms, load_table, parameter_count
 from simulator.experiment import lower_is_better
 
 log = logging.getLogger(__name__)
@@ -187,12 +187,14 @@ def _html(comparison: Comparison, figures: list[Path]) -> str:
 def write_report(
     runs: Runs, out: str | Path, baseline: str, target: float, metric: str | None = None
 ) -> list[Path]:
-    """Write report.md, report.html and the figures' PNGs into `out`; returns the reports."""
+    """Write report.md, report.html and the figures' PNGs into `out` (bits per parameter only
+    when an arm saved its state, i.e. real training); returns the reports."""
     out = Path(out)
     comparison = compare(runs, baseline, target, metric)
+    real = any(parameter_count(arm) is not None for arm in find_arms(runs))
     figures = [
         plots.save(plots.KINDS[kind](runs, comparison.metric), out / f"{kind}.png")
-        for kind in FIGURES
+        for kind in ((*FIGURES, "bits") if real else FIGURES)
     ]
     md, page = out / "report.md", out / "report.html"
     md.write_text(_markdown(comparison, figures), encoding="utf-8")

@@ -61,3 +61,7 @@ def test_bits_per_parameter_of_a_real_fp16_run(tiny_models, tmp_path):
     assert len(bits) == 2 and ((bits >= 16.0) & (bits < 16.5)).all()  # fp16 + small framing
     assert main(["plot", str(out), "--kind", "bits", "--out", str(tmp_path / "bits.png")]) == 0
     assert (tmp_path / "bits.png").stat().st_size > 5_000
+    args = ["compare", str(out), "--baseline", "fp16", "--target", "0.0", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert (tmp_path / "bits.png").stat().st_size > 5_000
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 5
