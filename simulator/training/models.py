@@ -141,12 +141,12 @@ class AdapterModel:
             for name, param in self._adapter_params():
                 param.copy_(self.initial[name])
                 param.requires_grad_(not (freeze_a and ".lora_A." in name))
-        self.params = [p for _, p in self._adapter_params() if p.requires_grad]
-        names = [n for n, p in self._adapter_params() if p.requires_grad]
+        trainable = [(n, p) for n, p in self._adapter_params() if p.requires_grad]
+        self.params = [p for _, p in trainable]
         offsets = np.cumsum([0] + [p.numel() for p in self.params])
         self.groups = tuple(
             Group(group_name(n), int(o), tuple(p.shape))
-            for n, o, p in zip(names, offsets, self.params, strict=False)
+            for (n, p), o in zip(trainable, offsets, strict=False)
         )
         self.size = int(offsets[-1])
 
