@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/strategies.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,29 +1,38 @@
-"""What every benchmark shares: where results go and what host produced them."""
+"""What every benchmark shares: where results go, what host produced them, how long it took."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+# A script's wall time counts from when it imports this module (imports before it are not counted).
+STARTED = time.perf_counter()
 
 
-def host() -> dict[str, str]:
+def host() -> dict[str, Any]:
     """The machine a figure was measured on."""
     return {
+        "platform": platform.platform(),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
     }
 
 
 def save(name: str, result: dict[str, Any]) -> Path:
-    """Write bench/results/<name>.json (with the host) and return its path."""
+    """Write bench/results/<name>.json (with the host and the script's wall time) atomically."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({**result, "host": host()}, indent=2) + "\n")
+    wall_s = round(time.perf_counter() - STARTED, 1)
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps({**result, "host": host(), "wall_s": wall_s}, indent=2) + "\n")
+    partial.replace(path)
     return path
 
 

@@ -10,14 +10,14 @@ prints a table and writes bench/results/engine.json.
 
 from __future__ import annotations
 
-import json
-import platform
 import resource
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import save
 
 from simulator.experiment import run_scenario
 from simulator.scenario import scenario_from_dict
@@ -76,17 +76,10 @@ def main() -> dict:
         "target_client_rounds_per_s": TARGET_CLIENT_ROUNDS_PER_S,
         "target_peak_mb": TARGET_PEAK_MB,
         "met": rate >= TARGET_CLIENT_ROUNDS_PER_S and peak_mb < TARGET_PEAK_MB,
-        "host": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(),
-        },
     }
     print(f"{'client-rounds':>14} {'host s':>8} {'client-rounds/s':>16} {'peak RSS MB':>12} met")
     print(f"{client_rounds:>14} {seconds:>8.2f} {rate:>16.0f} {peak_mb:>12.1f} {result['met']}")
-    out = Path(__file__).parent / "results" / "engine.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save("engine", result)
     return result
 
 

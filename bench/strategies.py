@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from common import save
 
 from simulator.experiment import run_scenario
 from simulator.scenario import load_scenario
@@ -83,9 +84,7 @@ def main() -> dict:
         "strategies": {name: overrides for name, overrides in STRATEGIES.items()},
         "results": results,
     }
-    out = Path(__file__).parent / "results" / "strategies.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save("strategies", result)
     return result
 
 

@@ -6,21 +6,18 @@ the project. Writes bench/results/traces.json.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from common import save
 
 from simulator.network.traces import load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces"
 TRACE = TRACES / "mahimahi" / "ATT-LTE-driving.up"
-RESULT = ROOT / "bench" / "results" / "traces.json"
 CALLS = 200_000
 TARGET = 200_000
 REPEATS = 3
@@ -71,12 +68,6 @@ def main() -> None:
         "largest_mahimahi": f"../{largest.relative_to(ROOT.parent)}",
         "largest_mahimahi_lines": lines,
         "largest_mahimahi_load_s": round(load_s, 4),
-        "host": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-        },
     }
     rows = [
         ("trace", f"{TRACE.name} ({trace.duration_s:.1f} s period, looped over {HORIZON_S:g} s)"),
@@ -86,11 +77,7 @@ def main() -> None:
     ]
     for label, text in rows:
         print(f"{label:<14} {text}")
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULT.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    partial.replace(RESULT)
-    print(f"wrote {RESULT.relative_to(ROOT)}")
+    print(f"wrote {save('traces', result).relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
