@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 OUT ?= runs/quickstart
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench results venv clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/report.py
+
+# docs/RESULTS.md: every headline arm × 3 networks + PubMedQA, 3 seeds each (resumable; see
+# docs/RESULTS.md for its cost). `--render-only` rewrites the document from its JSON.
+results: $(STAMP)
+	$(BIN)/python -m analysis.headline --runs runs/results --docs docs --jobs 2
 
 clean:
 	rm -rf $(VENV) runs

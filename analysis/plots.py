@@ -21,8 +21,20 @@ from analysis import metrics
 from analysis.runs import Runs, find_arms, load_table
 from simulator.errors import RunDirError
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+# Okabe-Ito (distinguishable with the common colour-vision deficiencies), then grey and brown so
+# that up to ten arms (the headline comparison has nine) never share a colour.
+PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+    "#999999",
+    "#8C564B",
+)
 PHASE_COLOURS = {"download": PALETTE[5], "compute": PALETTE[1], "upload": PALETTE[3]}
 
 

@@ -43,18 +43,24 @@ class InlineExecutor:
         """Nothing to release."""
 
 
-def _threads_per_worker(workers: int) -> int:
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of `workers` processes, so together they use every core once."""
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def limit_torch_threads(threads: int) -> None:
+    """Set this process's torch thread count (a worker initializer)."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 _worker_task: RealTask | None = None
 
 
 def _init_worker(scenario: Scenario, threads: int) -> None:
-    import torch
-
     global _worker_task
-    torch.set_num_threads(threads)
+    limit_torch_threads(threads)
     _worker_task = RealTask(scenario)
 
 
@@ -71,7 +77,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(scenario, _threads_per_worker(workers)),
+            initargs=(scenario, threads_per_worker(workers)),
         )
 
     def run(self, arm: Arm, jobs: list[Job]) -> list[Update]:
@@ -105,7 +111,7 @@ class RayExecutor:
         self.ray = ray
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
-        threads = _threads_per_worker(workers)
+        threads = threads_per_worker(workers)
         actor = ray.remote(num_cpus=0)(_RayWorker)
         self.actors = [actor.remote(scenario, threads) for _ in range(workers)]
 

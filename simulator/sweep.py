@@ -13,11 +13,13 @@ import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from simulator.errors import RunDirError
+from simulator.executors import limit_torch_threads, threads_per_worker
 from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import load_scenario, resolved_dict
 
@@ -47,30 +49,50 @@ def run_seed(scenario_file: str, overrides: list[str], seed: int, out: str) -> P
     return folder
 
 
+@dataclass(frozen=True)
+class SeedTask:
+    """One seed of one scenario (with its overrides) into one sweep directory."""
+
+    scenario_file: str
+    overrides: tuple[str, ...]
+    seed: int
+    out: str
+
+    def run(self) -> Path:
+        return run_seed(self.scenario_file, list(self.overrides), self.seed, self.out)
+
+
 def sweep(
     scenario_file: str, seeds: int, out: Path, overrides: list[str], jobs: int = 1
 ) -> list[Path]:
     """Run every arm × seed; a progress bar (with ETA) counts finished seeds."""
     first = load_scenario(scenario_file, overrides).seed
-    wanted = list(range(first, first + seeds))
-    out.mkdir(parents=True, exist_ok=True)
+    tasks = [
+        SeedTask(scenario_file, tuple(overrides), seed, str(out))
+        for seed in range(first, first + seeds)
+    ]
+    return run_tasks(tasks, jobs, f"sweep {out.name}")
+
+
+def run_tasks(tasks: list[SeedTask], jobs: int = 1, desc: str = "sweep") -> list[Path]:
+    """Run seed tasks (of one or several scenarios), in `jobs` spawned processes when > 1."""
     done = []
-    with tqdm(total=len(wanted), unit="seed", desc=f"sweep {out.name}") as bar:
+    with tqdm(total=len(tasks), unit="seed", desc=desc) as bar:
         if jobs <= 1:
-            for seed in wanted:
-                bar.set_postfix_str(f"seed {seed}")
-                done.append(run_seed(scenario_file, overrides, seed, str(out)))
+            for task in tasks:
+                bar.set_postfix_str(f"{Path(task.out).name} seed {task.seed}")
+                done.append(task.run())
                 bar.update()
         else:
             # spawn, not fork: a forked copy of a process running torch threads can deadlock
             spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
-                futures = [
-                    pool.submit(run_seed, scenario_file, overrides, seed, str(out))
-                    for seed in wanted
-                ]
-                for future in as_completed(futures):
+            # jobs × torch threads = cores, so parallel seeds do not oversubscribe the CPU
+            threads = (threads_per_worker(jobs),)
+            with ProcessPoolExecutor(
+                jobs, spawn, initializer=limit_torch_threads, initargs=threads
+            ) as pool:
+                for future in as_completed([pool.submit(task.run) for task in tasks]):
                     done.append(future.result())
                     bar.update()
-    log.info("sweep of %d seeds finished in %s", len(wanted), out)
+    log.info("%d seed tasks finished", len(tasks))
     return sorted(done)

@@ -1,0 +1,243 @@
+"""The headline results (docs/RESULTS.md, `make results`): every arm of scenarios/headline.toml
+under three networks, and the PubMedQA comparison, each over several seeds.
+
+`make results` runs the sweeps (resumable: a rerun skips finished arms), condenses each study's
+comparison into docs/results/results.json with its figures beside it, and renders the document
+from that JSON alone, so a test can check that the document's tables match it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from analysis import metrics, plots
+from analysis.report import per_seed_values
+from analysis.results_doc import render
+from analysis.runs import find_arms, parameter_count
+from simulator.sweep import SeedTask, run_tasks
+
+log = logging.getLogger(__name__)
+
+MAHIMAHI = "../shared/traces/mahimahi"
+BASELINE = "fedavg-fp16"
+FSTQ_ARMS = ("fed-fstq", "fed-fstq-link")
+CONTROLS = ("random-tokens-fstq", "loss-tokens-fstq")
+# The paper's abstract (../shared/reference/fed-fstq-paper.md): cumulative uplink to the quality
+# threshold, FedAvg-LoRA / Fed-FSTQ; and 1 − TTA ratio under the heterogeneous LTE profile.
+PAPER = {"bytes_ratio": 46.0, "time_reduction_pct": 52.0}
+FIGURES = ("quality-time", "quality-bytes")
+# per-seed column, JSON key, scale to the JSON unit
+VALUES = (
+    ("round", "rounds_to_target", 1.0),
+    ("time_s", "time_to_target_s", 1.0),
+    ("uplink_bytes", "uplink_to_target_mb", 1e6),
+    ("bytes_ratio", "bytes_ratio", 1.0),
+    ("time_reduction_pct", "time_reduction_pct", 1.0),
+    ("final", "final", 1.0),
+    ("uplink_total", "uplink_total_mb", 1e6),
+)
+
+
+@dataclass(frozen=True)
+class Study:
+    """One comparison: a scenario under one set of overrides, over `seeds` seeds, judged by the
+    first evaluation of `metric` that reaches `target`."""
+
+    key: str
+    title: str
+    scenario: str
+    metric: str
+    target: float
+    overrides: tuple[str, ...] = ()
+    seeds: int = 3
+
+    def tasks(self, runs: Path) -> list[SeedTask]:
+        out = str(runs / self.key)
+        return [SeedTask(self.scenario, self.overrides, s, out) for s in range(self.seeds)]
+
+
+HEADLINE = "scenarios/headline.toml"
+STUDIES = (
+    Study(
+        "controlled-20mbps",
+        "Controlled 20 Mbps uplink",
+        HEADLINE,
+        "accuracy",
+        0.8,
+        ('network.uplink={kind="constant",mbps=20.0}',),
+    ),
+    Study("hetero-lte", "Heterogeneous LTE straggler tail", HEADLINE, "accuracy", 0.8),
+    Study(
+        "mahimahi",
+        "Replay of the real Mahimahi traces",
+        HEADLINE,
+        "accuracy",
+        0.8,
+        (
+            f'network.trace_dir="{MAHIMAHI}"',
+            'network.uplink={kind="trace",format="mahimahi",files=["*.up"]}',
+            'network.downlink={kind="trace",format="mahimahi",files=["*.down"],assign="paired"}',
+        ),
+    ),
+    Study(
+        "pubmedqa",
+        "PubMedQA (real data, MeSH-topic non-IID), heterogeneous LTE",
+        "scenarios/pubmedqa.toml",
+        "loss",
+        1.0,
+    ),
+)
+
+
+def run(runs: Path, studies: tuple[Study, ...] = STUDIES, jobs: int = 2) -> None:
+    """Run (or finish) every seed of every study; seed-major, so each study has seeds early."""
+    tasks = sorted((t for s in studies for t in s.tasks(runs)), key=lambda t: t.seed)
+    run_tasks(tasks, jobs, "results")
+
+
+def _pair(value: tuple[float, float], scale: float) -> list[float | None]:
+    """(mean, CI half-width) in JSON: NaN (not reached, one seed) becomes null."""
+    return [None if math.isnan(v) else v / scale for v in value]
+
+
+def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list[float | None]:
+    """Mean ± CI over seeds of arm − other (the same seed: common random numbers)."""
+    by_seed = per_seed.pivot(index="seed", columns="arm", values=column)
+    return _pair(metrics.mean_ci(by_seed[arm] - by_seed[other]), 1.0)
+
+
+def _host_minutes(folder: Path) -> float:
+    """Sum over the study's arm-runs of host end − start (from the manifests), in minutes."""
+    total = 0.0
+    for arm in find_arms(folder):
+        manifest = json.loads((arm.folder / "manifest.json").read_text(encoding="utf-8"))
+        span = datetime.fromisoformat(manifest["host_end"]) - datetime.fromisoformat(
+            manifest["host_start"]
+        )
+        total += span.total_seconds()
+    return total / 60.0
+
+
+def _bits_per_parameter(folder: Path) -> dict[str, float]:
+    """Per arm, the mean over seeds and rounds of 8 · uplink bytes per client / P."""
+    bits = metrics.bits_per_parameter(find_arms(folder))
+    means = bits.groupby("arm", sort=False)["bits_per_param"].mean()
+    return {str(a): float(v) for a, v in means.items()}
+
+
+def _setup(folder: Path) -> dict[str, Any]:
+    """What the study ran, from seed 0's resolved scenario: the settings the document shows."""
+    scenario = json.loads((folder / "seed-0" / "scenario.json").read_text(encoding="utf-8"))
+    training = scenario["training"]
+    return {
+        "population": scenario["population"],
+        "uplink": scenario["network"]["uplink"],
+        "downlink": scenario["network"]["downlink"],
+        "availability": scenario["availability"],
+        "data": training["data"],
+        "partition": training["partition"],
+        "lora": training["lora"],
+        "local": training["local"],
+        "rounds": scenario["server"]["rounds"],
+        "evaluate every": scenario["evaluation"]["every"],
+    }
+
+
+def _figures(study: Study, folder: Path, out: Path) -> list[str]:
+    names = []
+    for kind in FIGURES:
+        path = out / f"{study.key}-{kind}.png"
+        plots.save(plots.KINDS[kind](folder, study.metric), path)
+        names.append(path.name)
+    return names
+
+
+def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
+    """One study's comparison as plain JSON, and its figures written under `figures`."""
+    folder = runs / study.key
+    values = per_seed_values(folder, BASELINE, study.target, study.metric)
+    bits = _bits_per_parameter(folder)
+    arms = []
+    for arm, frame in values.groupby("arm", sort=False):
+        entry = {
+            "arm": str(arm),
+            "reached": f"{int(frame['reached'].sum())}/{len(frame)}",
+            "bits_per_param": bits.get(str(arm)),
+        }
+        entry |= {key: _pair(metrics.mean_ci(frame[col]), scale) for col, key, scale in VALUES}
+        arms.append(entry)
+    controls = {
+        f"{FSTQ_ARMS[0]} vs {other}": {
+            "final": _paired_difference(values, "final", FSTQ_ARMS[0], other),
+            "time_to_target_s": _paired_difference(values, "time_s", FSTQ_ARMS[0], other),
+        }
+        for other in CONTROLS
+    }
+    return {
+        "key": study.key,
+        "title": study.title,
+        "scenario": study.scenario,
+        "overrides": list(study.overrides),
+        "seeds": sorted(int(s) for s in values["seed"].unique()),
+        "metric": study.metric,
+        "target": study.target,
+        "baseline": BASELINE,
+        "parameters": parameter_count(find_arms(folder)[0]),
+        "setup": _setup(folder),
+        "arms": arms,
+        "controls": controls,
+        "figures": _figures(study, folder, figures),
+        "host_minutes": _host_minutes(folder),
+    }
+
+
+def collect(runs: Path, docs: Path, studies: tuple[Study, ...] = STUDIES) -> dict[str, Any]:
+    """Every study's summary, with the paper's claims; writes docs/results/results.json."""
+    figures = docs / "results"
+    figures.mkdir(parents=True, exist_ok=True)
+    results = {
+        "command": "make results",
+        "paper": PAPER,
+        "studies": [summarise(study, runs, figures) for study in studies],
+    }
+    path = figures / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    log.info("wrote %s", path)
+    return results
+
+
+def load(docs: Path) -> dict[str, Any]:
+    """The committed results JSON."""
+    return json.loads((docs / "results" / "results.json").read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs/results", help="sweep folders (resumable)")
+    parser.add_argument("--docs", default="docs", help="where RESULTS.md and results/ go")
+    parser.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from the JSON only"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    docs = Path(args.docs)
+    if args.render_only:
+        results = load(docs)
+    else:
+        run(Path(args.runs), jobs=args.jobs)
+        results = collect(Path(args.runs), docs)
+    (docs / "RESULTS.md").write_text(render(results), encoding="utf-8")
+    log.info("wrote %s", docs / "RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
