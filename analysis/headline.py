@@ -113,16 +113,22 @@ def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list
     return _pair(metrics.mean_ci(by_seed[arm] - by_seed[other]), 1.0)
 
 
-def _host_minutes(folder: Path) -> float:
-    """Sum over the study's arm-runs of host end − start (from the manifests), in minutes."""
-    total = 0.0
+def _host_times(folder: Path) -> dict[str, Any]:
+    """From the arms' manifests: the sum over arm-runs of host end − start (minutes) and the
+    first start and last end (ISO), so the document can say what the study cost."""
+    spans = []
     for arm in find_arms(folder):
         manifest = json.loads((arm.folder / "manifest.json").read_text(encoding="utf-8"))
-        span = datetime.fromisoformat(manifest["host_end"]) - datetime.fromisoformat(
-            manifest["host_start"]
-        )
-        total += span.total_seconds()
-    return total / 60.0
+        spans.append((manifest["host_start"], manifest["host_end"]))
+    seconds = sum(
+        (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        for start, end in spans
+    )
+    return {
+        "host_minutes": seconds / 60.0,
+        "first_start": min(s for s, _ in spans),
+        "last_end": max(e for _, e in spans),
+    }
 
 
 def _bits_per_parameter(folder: Path) -> dict[str, float]:
@@ -147,6 +153,7 @@ def _setup(folder: Path) -> dict[str, Any]:
         "local": training["local"],
         "rounds": scenario["server"]["rounds"],
         "evaluate every": scenario["evaluation"]["every"],
+        "methods": [method["name"] for method in scenario["methods"]],
     }
 
 
@@ -164,6 +171,7 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
     folder = runs / study.key
     values = per_seed_values(folder, BASELINE, study.target, study.metric)
     bits = _bits_per_parameter(folder)
+    setup = _setup(folder)
     arms = []
     for arm, frame in values.groupby("arm", sort=False):
         entry = {
@@ -173,6 +181,7 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         }
         entry |= {key: _pair(metrics.mean_ci(frame[col]), scale) for col, key, scale in VALUES}
         arms.append(entry)
+    arms.sort(key=lambda entry: setup["methods"].index(entry["arm"]))
     controls = {
         f"{FSTQ_ARMS[0]} vs {other}": {
             "final": _paired_difference(values, "final", FSTQ_ARMS[0], other),
@@ -190,11 +199,11 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         "target": study.target,
         "baseline": BASELINE,
         "parameters": parameter_count(find_arms(folder)[0]),
-        "setup": _setup(folder),
+        "setup": {k: v for k, v in setup.items() if k != "methods"},
         "arms": arms,
         "controls": controls,
         "figures": _figures(study, folder, figures),
-        "host_minutes": _host_minutes(folder),
+        **_host_times(folder),
     }
 
 
