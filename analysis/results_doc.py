@@ -122,6 +122,7 @@ def render(results: dict[str, Any]) -> str:
     """The whole document."""
     lines = [*_intro(results), "## Headline: Fed-FSTQ against the paper's claims", ""]
     lines += _table(*headline_rows(results))
+    lines += [*VERDICT_TEXT, ""]
     lines += ["Fewest bytes and shortest time to the target, per study, among all arms:", ""]
     lines += [_leaders(study) for study in results["studies"]]
     lines += ["", *_why(results)]
@@ -294,6 +295,18 @@ WHY_TEXT = [
 TOKEN_TEXT = [
     "Fed-FSTQ minus each control, paired by seed (the controls differ from Fed-FSTQ only in how",
     "tokens are chosen). A difference is shown only when its 95 % interval excludes zero.",
+    "`final` is the study's metric after the last round: accuracy (higher is better) for the",
+    "synthetic studies, held-out loss (lower is better) for PubMedQA. Token selection changes",
+    "what a client learns from, not its message size, so times to target differ only where the",
+    "evaluation that first reaches the target differs.",
+]
+
+VERDICT_TEXT = [
+    "",
+    '"matches" means the paper\'s figure lies inside our 95 % interval, "falls short" that the',
+    'whole interval is below it, "exceeds" that it is above. With three seeds and seed-to-seed',
+    "variation in which clients are picked, time intervals are wide: a match with a wide",
+    "interval says the data are consistent with the paper, not that they confirm it.",
 ]
 
 
