@@ -19,7 +19,7 @@ from typing import Any
 
 from analysis import metrics, plots
 from analysis.report import per_seed_values
-from analysis.results_doc import render
+from analysis.results_doc import HEADLINE_ARMS, render
 from analysis.runs import find_arms, parameter_count
 from simulator.sweep import SeedTask, run_tasks
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 MAHIMAHI = "../shared/traces/mahimahi"
 BASELINE = "fedavg-fp16"
-FSTQ_ARMS = ("fed-fstq", "fed-fstq-link")
+FSTQ = HEADLINE_ARMS[0]
 CONTROLS = ("random-tokens-fstq", "loss-tokens-fstq")
 # The paper's abstract (../shared/reference/fed-fstq-paper.md): cumulative uplink to the quality
 # threshold, FedAvg-LoRA / Fed-FSTQ; and 1 − TTA ratio under the heterogeneous LTE profile.
@@ -183,9 +183,9 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         arms.append(entry)
     arms.sort(key=lambda entry: setup["methods"].index(entry["arm"]))
     controls = {
-        f"{FSTQ_ARMS[0]} vs {other}": {
-            "final": _paired_difference(values, "final", FSTQ_ARMS[0], other),
-            "time_to_target_s": _paired_difference(values, "time_s", FSTQ_ARMS[0], other),
+        f"{FSTQ} vs {other}": {
+            "final": _paired_difference(values, "final", FSTQ, other),
+            "time_to_target_s": _paired_difference(values, "time_s", FSTQ, other),
         }
         for other in CONTROLS
     }

@@ -10,7 +10,7 @@ import pytest
 from conftest import PROJECT_ROOT, real_scenario_dict
 
 from analysis import headline
-from analysis.results_doc import render, verdict
+from analysis.results_doc import HEADLINE_ARMS, render, verdict
 
 DOCS = PROJECT_ROOT / "docs"
 
@@ -31,7 +31,7 @@ def test_committed_results_cover_the_issue():
     keys = [s["key"] for s in results["studies"]]
     assert keys == ["controlled-20mbps", "hetero-lte", "mahimahi", "pubmedqa"]
     wanted = {"fedavg-fp16", "qsgd-4bit", "topk-ef", "ef-signsgd", "ffa-lora"}
-    wanted |= {*headline.CONTROLS, *headline.FSTQ_ARMS}
+    wanted |= {*headline.CONTROLS, *HEADLINE_ARMS}
     for study in results["studies"]:
         assert len(study["seeds"]) >= 3
         assert {a["arm"] for a in study["arms"]} == wanted
