@@ -20,7 +20,7 @@ from typing import Any
 from analysis import metrics, plots
 from analysis.report import per_seed_values
 from analysis.results_doc import HEADLINE_ARMS, render
-from analysis.runs import find_arms, parameter_count
+from analysis.runs import Arm, find_arms, parameter_count
 from simulator.sweep import SeedTask, run_tasks
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,11 @@ def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list
     return _pair(metrics.mean_ci(by_seed[arm] - by_seed[other]), 1.0)
 
 
-def _host_times(folder: Path) -> dict[str, Any]:
+def _host_times(arms: list[Arm]) -> dict[str, Any]:
     """From the arms' manifests: the sum over arm-runs of host end − start (minutes) and the
     first start and last end (ISO), so the document can say what the study cost."""
     spans = []
-    for arm in find_arms(folder):
+    for arm in arms:
         manifest = json.loads((arm.folder / "manifest.json").read_text(encoding="utf-8"))
         spans.append((manifest["host_start"], manifest["host_end"]))
     seconds = sum(
@@ -131,9 +131,9 @@ def _host_times(folder: Path) -> dict[str, Any]:
     }
 
 
-def _bits_per_parameter(folder: Path) -> dict[str, float]:
+def _bits_per_parameter(arms: list[Arm]) -> dict[str, float]:
     """Per arm, the mean over seeds and rounds of 8 · uplink bytes per client / P."""
-    bits = metrics.bits_per_parameter(find_arms(folder))
+    bits = metrics.bits_per_parameter(arms)
     means = bits.groupby("arm", sort=False)["bits_per_param"].mean()
     return {str(a): float(v) for a, v in means.items()}
 
@@ -169,8 +169,9 @@ def _figures(study: Study, folder: Path, out: Path) -> list[str]:
 def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
     """One study's comparison as plain JSON, and its figures written under `figures`."""
     folder = runs / study.key
+    found = find_arms(folder)
     values = per_seed_values(folder, BASELINE, study.target, study.metric)
-    bits = _bits_per_parameter(folder)
+    bits = _bits_per_parameter(found)
     setup = _setup(folder)
     arms = []
     for arm, frame in values.groupby("arm", sort=False):
@@ -198,12 +199,12 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         "metric": study.metric,
         "target": study.target,
         "baseline": BASELINE,
-        "parameters": parameter_count(find_arms(folder)[0]),
+        "parameters": parameter_count(found[0]),
         "setup": {k: v for k, v in setup.items() if k != "methods"},
         "arms": arms,
         "controls": controls,
         "figures": _figures(study, folder, figures),
-        **_host_times(folder),
+        **_host_times(found),
     }
 
 

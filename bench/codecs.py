@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import print_table, save
+from common import best_of, print_table, save
 
 from simulator.methods import registry
 from simulator.methods.base import CodecContext, Group
@@ -34,15 +34,6 @@ N, GROUP = 10_000_000, 100_000
 TARGET_FSTQ_COORDS_PER_S = 50e6
 TARGET_FISHER_OVERHEAD = 0.10
 REPEATS = 3
-
-
-def _best(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def codec_throughput() -> list[dict]:
@@ -58,8 +49,8 @@ def codec_throughput() -> list[dict]:
         codec = registry.codec(name, options)
         context = CodecContext(groups, seed=1, fisher=fisher, budget_bytes=budget)
         message = codec.encode(update, context)
-        encode = _best(lambda c=codec, x=context: c.encode(update, x))
-        decode = _best(lambda c=codec, m=message, x=context: c.decode(m, x))
+        encode = best_of(REPEATS, lambda c=codec, x=context: c.encode(update, x))
+        decode = best_of(REPEATS, lambda c=codec, m=message, x=context: c.decode(m, x))
         rows.append(
             {
                 "codec": name + (" (budget)" if budget else ""),

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,13 @@ def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
     print(" ".join(f"{header:>{widths[key]}}" for key, header in columns.items()))
     for row in rows:
         print(" ".join(f"{row[key]!s:>{widths[key]}}" for key in columns))
+
+
+def best_of(repeats: int, run: Callable[[], object]) -> float:
+    """Fastest of several runs in host seconds: the least disturbed by other processes."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - began)
+    return min(times)

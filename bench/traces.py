@@ -6,12 +6,10 @@ the project. Writes bench/results/traces.json.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import save
+from common import best_of, save
 
 from simulator.network.traces import load_trace
 
@@ -22,16 +20,6 @@ CALLS = 200_000
 TARGET = 200_000
 REPEATS = 3
 HORIZON_S = 3600.0
-
-
-def best_of(repeats: int, run: Callable[[], object]) -> float:
-    """Fastest of several runs in host seconds: the least disturbed by other processes."""
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def main() -> None:
