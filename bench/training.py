@@ -81,7 +81,7 @@ def overhead() -> dict:
     scenario = load_scenario(QUICKSTART)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        prepare_out(out, QUICKSTART, scenario, force=True)
+        prepare_out(out, QUICKSTART, scenario)
         start = time.perf_counter()
         folders = run_scenario(scenario, out, progress=False)
         total = time.perf_counter() - start

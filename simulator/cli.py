@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,42 +20,30 @@ if TYPE_CHECKING:
     from simulator.scenario import Scenario
 
 EXIT_USER_ERROR = 2
+SCENARIO_HELP = "scenario TOML file"
+SET_HELP = "override a scenario key, e.g. --set server.rounds=10 (repeatable)"
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from simulator.engine import build_world
+    from simulator.checks import check_scenario
     from simulator.scenario import load_scenario
 
     scenario = load_scenario(args.scenario, args.set)
-    build_world(scenario, str(args.scenario))  # loads every trace: bad files fail here too
+    checked = check_scenario(scenario, str(args.scenario))
     arms = ", ".join(m.name for m in scenario.methods)
-    data = _check_training(scenario)
+    details = "".join(f"; {note}" for note in checked.notes)
     print(
         f"{args.scenario}: OK: {scenario.population.clients} clients, "
         f"{scenario.population.per_round} per round, {scenario.server.rounds} rounds "
-        f"({scenario.server.strategy}), {scenario.training.mode} training{data}, arms: {arms}"
+        f"({scenario.server.strategy}), {scenario.training.mode} training{details}; arms: {arms}"
     )
+    _warn(checked.warnings)
     return 0
 
 
-def _check_training(scenario: Scenario) -> str:
-    """Real training: resolve the model, load and partition the data (bad input fails here,
-    before a run directory is touched); a short description of it."""
-    if scenario.training.mode != "real":
-        return ""
-    from simulator.training.data import load_data
-    from simulator.training.models import resolve_model
-    from simulator.training.partition import partition
-
-    spec = scenario.training
-    resolve_model(spec.model)
-    data = load_data(spec.data, spec.task, scenario.seed)
-    parts = partition(spec.partition, data, scenario.population.clients, scenario.seed)
-    sizes = [len(p) for p in parts]
-    return (
-        f" of {spec.model} on {len(data.train)} examples ({len(data.validation)} held out, "
-        f"{min(sizes)}-{max(sizes)} per client)"
-    )
+def _warn(warnings: list[str]) -> None:
+    for text in warnings:
+        print(f"warning: {text}", file=sys.stderr)
 
 
 def _check_arms(text: str | None, scenario: Scenario) -> list[str] | None:
@@ -67,48 +56,80 @@ def _check_arms(text: str | None, scenario: Scenario) -> list[str] | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from simulator.experiment import load_resumable, prepare_out, run_scenario
+    if args.resume:
+        return _resume(args)
+    from simulator.checks import check_scenario
+    from simulator.experiment import check_out, prepare_out, replacing, run_scenario
     from simulator.scenario import load_scenario
 
-    if args.resume:
-        out = Path(args.resume)
-        if args.scenario or args.set or args.seed is not None:
-            raise SimulatorError(
-                "--resume OUT takes its scenario from OUT; give no FILE, --set or --seed"
-            )
-        scenario = load_resumable(out)
-        source = str(out / "scenario.json")
-    else:
-        if not args.scenario:
-            raise SimulatorError("give a scenario FILE (or --resume OUT)")
-        overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        scenario = load_scenario(args.scenario, overrides)
-        out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
-        _check_arms(args.arms, scenario)
-        _check_training(scenario)
-        prepare_out(out, Path(args.scenario), scenario, args.force)
-        source = str(args.scenario)
+    if not args.scenario:
+        raise SimulatorError("give a scenario FILE (or --resume OUT)")
+    overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    scenario = load_scenario(args.scenario, overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
     arms = _check_arms(args.arms, scenario)
+    checked = check_scenario(scenario, str(args.scenario))  # nothing on disk changes before
+    check_out(out, args.force)
+    _warn(checked.warnings)
+
+    def run() -> list[Path]:
+        with replacing(out) as started:
+            prepare_out(out, Path(args.scenario), scenario, arms)
+            return run_scenario(
+                scenario,
+                out,
+                arms=arms,
+                progress=not args.quiet,
+                source=str(args.scenario),
+                world=checked.world,
+                on_start=started,
+            )
+
+    return _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from simulator.experiment import load_resumable, run_scenario
+
+    out = Path(args.resume)
+    if args.scenario or args.set or args.seed is not None or args.force:
+        raise SimulatorError(
+            "--resume OUT takes its scenario from OUT; give no FILE, --set, --seed or --force"
+        )
+    scenario, arms = load_resumable(out)
+    arms = _check_arms(args.arms, scenario) if args.arms else arms
     return _run_and_list(
         lambda: run_scenario(
             scenario,
             out,
-            resume=bool(args.resume),
+            resume=True,
             arms=arms,
             progress=not args.quiet,
-            source=source,
+            source=str(out / "scenario.json"),
         ),
         f"Continue with: fstq-sim run --resume {out}",
     )
 
 
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so finished rounds are closed and kept."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _run_and_list(run: Callable[[], list[Path]], resume_hint: str) -> int:
-    """Run, print the folders written; on Ctrl-C say that rounds are kept and how to go on."""
+    """Run, print the folders written; on Ctrl-C or SIGTERM say that rounds are kept and how
+    to go on (exit 130 / 143, as the shell reports those signals)."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         folders = run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as exc:
         print(f"interrupted; finished rounds are kept. {resume_hint}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for folder in folders:
         print(f"wrote {folder}")
     return 0
@@ -118,7 +139,7 @@ def _cmd_trace_stats(args: argparse.Namespace) -> int:
     from simulator.network.traces import format_stats, load_trace, trace_stats
     from simulator.scenario import parse_override
 
-    options = dict(parse_override(o) for o in args.option)
+    options = dict(parse_override(o, "--option", "rate_unit=Mbps") for o in args.option)
     for path in args.paths:
         trace = load_trace(path, format=args.format, **options)
         print(format_stats(trace_stats(trace)))
@@ -128,6 +149,8 @@ def _cmd_trace_stats(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from analysis.plots import KINDS, save
 
+    if args.out and Path(args.out).suffix.lower() not in (".png", ".svg"):
+        raise SimulatorError(f"--out {args.out}: name a .png or .svg file, e.g. {args.out}.png")
     if args.out:  # one figure of all the runs together
         print(f"wrote {save(KINDS[args.kind](args.runs, args.metric), args.out)}")
         return 0
@@ -166,34 +189,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check a scenario file (and its traces) without running")
-    p.add_argument("scenario")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser(
+        "validate",
+        help="check a scenario without running: schema, traces, data, model, first rounds",
+    )
+    p.add_argument("scenario", help=SCENARIO_HELP)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run every arm of a scenario into a run directory")
-    p.add_argument("scenario", nargs="?")
+    p.add_argument("scenario", nargs="?", help=SCENARIO_HELP + " (not with --resume)")
     p.add_argument("--out", help="run directory (default runs/<name>-seed<seed>)")
     p.add_argument("--seed", type=int, help="root seed (overrides the scenario's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario key, e.g. --set server.rounds=10",
+        "--arms",
+        help="comma-separated arm names to run (default all; --resume keeps the run's own)",
     )
-    p.add_argument("--arms", help="comma-separated arm names to run (default all)")
     p.add_argument("--resume", metavar="OUT", help="continue an interrupted run directory")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing run directory (kept until the new run has started)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sweep", help="run every arm over several seeds (resumable)")
-    p.add_argument("scenario")
+    p.add_argument("scenario", help=SCENARIO_HELP)
     p.add_argument("--seeds", type=int, required=True, help="seeds: the scenario's and after")
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     p.add_argument("--out", help="sweep directory (default runs/<name>-sweep)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("plot", help="one figure of run, sweep or arm directories")
@@ -224,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("traces", help="bandwidth trace tools")
     tsub = p.add_subparsers(dest="traces_command", required=True)
     s = tsub.add_parser("stats", help="mean/median/p10/p90 and duration of trace files")
-    s.add_argument("paths", nargs="+")
+    s.add_argument("paths", nargs="+", help="trace files, read in place")
     s.add_argument(
-        "--format", default="mahimahi", choices=["mahimahi", "pensieve", "csv", "5gophers"]
+        "--format",
+        default="mahimahi",
+        choices=["mahimahi", "pensieve", "csv", "5gophers"],
+        help="the files' format (default mahimahi; see traces/README.md)",
     )
     s.add_argument(
         "--option",

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import bisect
 import csv
+import heapq
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -183,15 +185,48 @@ class _GeneratedSessions:
         passed = bisect.bisect_right(toggles, t)
         return toggles[passed] if online == (passed % 2 == 0) else t
 
+    def session(self, client: int, t: float) -> tuple[float, float]:
+        """The online interval [start, end) that holds t, or else the next one after t."""
+        toggles, online = self._timeline(client, t)
+        passed = bisect.bisect_right(toggles, t)
+        if online == (passed % 2 == 0):
+            return (toggles[passed - 1] if passed else 0.0), toggles[passed]
+        self._timeline(client, toggles[passed])
+        return toggles[passed], toggles[passed + 1]
+
 
 class _FileSessions:
     """Online intervals from a CSV (client,start_s,end_s); looped with the latest end time."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clients: int) -> None:
         self.path = path
         self.starts, self.ends = self._read(path)
         self.ids = sorted(self.starts)
+        if self.ids[-1] >= clients:
+            raise TraceError(
+                located(
+                    path,
+                    f"client {self.ids[-1]}",
+                    f"the population has {clients} clients (ids 0 to {clients - 1})",
+                    "give rows only for client ids below population.clients",
+                )
+            )
         self.period = max(e[-1] for e in self.ends.values())
+
+    def _key(self, client: int) -> int:
+        """The file's client whose sessions a client follows: its own rows, else (documented)
+        the file's ids in turn, ids[client % len(ids)]."""
+        return client if client in self.starts else self.ids[client % len(self.ids)]
+
+    def coverage(self, clients: int) -> str:
+        """How the file's clients map onto the population, for validate to say."""
+        own = len(self.ids)
+        if own == clients:
+            return f"sessions file: rows for all {clients} clients"
+        return (
+            f"sessions file: rows for {own} of {clients} clients; a client without rows "
+            f"follows the file's (c mod {own})-th client in id order"
+        )
 
     @staticmethod
     def _read(path: str) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
@@ -246,18 +281,34 @@ class _FileSessions:
         return starts, ends
 
     def online_until(self, client: int, t: float) -> float:
-        key = self.ids[client % len(self.ids)]
+        key = self._key(client)
         loop, local = divmod(t, self.period)
         i = bisect.bisect_right(self.starts[key], local) - 1
         if i >= 0 and local < self.ends[key][i]:
             return loop * self.period + self.ends[key][i]
         return t
 
+    def session(self, client: int, t: float) -> tuple[float, float]:
+        """The online interval [start, end) that holds t, or else the next one after t."""
+        key = self._key(client)
+        starts, ends = self.starts[key], self.ends[key]
+        loop, local = divmod(t, self.period)
+        i = bisect.bisect_right(starts, local) - 1
+        if i < 0 or local >= ends[i]:
+            i += 1
+            if i == len(starts):
+                loop, i = loop + 1, 0
+        base = loop * self.period
+        return base + starts[i], base + ends[i]
+
+
+_SLACK_S = 1e-6  # session bounds computed by interval arithmetic may differ from a point test
+
 
 class AvailabilityModel:
     """Who is online when, and who drops out of a round (common across method arms)."""
 
-    def __init__(self, spec: Availability, seed: int) -> None:
+    def __init__(self, spec: Availability, seed: int, clients: int) -> None:
         self.seed = seed
         self.p_drop = (
             spec.p_drop if isinstance(spec, BernoulliAvailability | SessionAvailability) else 0.0
@@ -265,7 +316,7 @@ class AvailabilityModel:
         self.sessions: _GeneratedSessions | _FileSessions | None = None
         if isinstance(spec, SessionAvailability):
             self.sessions = (
-                _FileSessions(spec.file)
+                _FileSessions(spec.file, clients)
                 if spec.file
                 else _GeneratedSessions(seed, spec.mean_online_s, spec.mean_offline_s)
             )
@@ -273,6 +324,51 @@ class AvailabilityModel:
     def online_until(self, client: int, t: float) -> float:
         """When the client's current online session ends (t if offline now, inf if always on)."""
         return math.inf if self.sessions is None else self.sessions.online_until(client, t)
+
+    def first_online(
+        self, clients: Iterable[int], times: Iterable[float], until: float
+    ) -> tuple[int, float] | None:
+        """(j, t) for the first t of the increasing `times` (the j-th, from 1) at which one of
+        `clients` is online, or None when there is none up to `until`.
+
+        What probing at every time in turn would find, without probing each: the clients'
+        session intervals are merged in a heap, and only times inside one are tested, with the
+        same point test as selection, so a long offline stretch costs nothing per client.
+        """
+        times = iter(times)
+        j, t = 1, next(times)
+        if self.sessions is None:
+            return (j, t) if t <= until else None
+        heap = [(*self.sessions.session(c, t), c) for c in clients]
+        heapq.heapify(heap)
+        while heap and t <= until:
+            deferred = []
+            while heap and heap[0][0] <= t + _SLACK_S:
+                _, end, client = heapq.heappop(heap)
+                if self.online_until(client, t) > t:
+                    return j, t
+                after = t if end > t + _SLACK_S else t + _SLACK_S
+                deferred.append((*self.sessions.session(client, after), client))
+            for item in deferred:
+                heapq.heappush(heap, item)
+            earliest = heap[0][0] - _SLACK_S if heap else math.inf
+            j, t = j + 1, next(times)
+            while t < earliest and t <= until:
+                j, t = j + 1, next(times)
+        return None
+
+    def describe(self) -> str:
+        """Who is online when, in a few words (for messages)."""
+        if isinstance(self.sessions, _GeneratedSessions):
+            on, off = self.sessions.mean_on, self.sessions.mean_off
+            return f"generated sessions: {on:g} s online, {off:g} s offline on average"
+        if isinstance(self.sessions, _FileSessions):
+            return f"sessions file {self.sessions.path}"
+        return "always online"
+
+    def coverage(self, clients: int) -> str | None:
+        """How a sessions file's clients map onto the population (None without a file)."""
+        return self.sessions.coverage(clients) if isinstance(self.sessions, _FileSessions) else None
 
     def dropped(self, round_index: int, clients: np.ndarray) -> np.ndarray:
         """Which of these selected clients drop out of this round (Bernoulli p_drop)."""

@@ -28,12 +28,19 @@ waits for and what happens to the rest:
   started, the server looks again on a fixed 60 s grid. After the last update the clients
   still in flight are cancelled and reported in the last round.
 
+While nobody is online the server looks again every 60 s; it jumps straight to the first look
+that finds someone (what looking at each would find, at no cost per look). A run that cannot
+progress stops with a StalledRunError instead of hanging: nobody online for MAX_WAIT_S of
+simulated time, or FedBuff seeing MAX_FRUITLESS client-rounds in a row end without an update to
+buffer (every upload lost, every client interrupted, every update stale).
+
 This module imports no torch: the trainer is handed in.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import math
 from collections import Counter
@@ -45,6 +52,7 @@ import numpy as np
 import simpy
 
 from simulator.devices import AvailabilityModel, Fleet, build_fleet
+from simulator.errors import StalledRunError
 from simulator.network.faults import LOST, FaultModel
 from simulator.network.link import LinkSet, build_links
 from simulator.scenario import Method, Scenario
@@ -54,6 +62,8 @@ from simulator.training.base import LocalResult, Trainer
 log = logging.getLogger(__name__)
 
 NO_CLIENT_RETRY_S = 60.0  # when nobody can be started, the server looks again after this long
+MAX_WAIT_S = 365 * 86_400.0  # nobody online for a simulated year: the run would never finish
+MAX_FRUITLESS = 10_000  # FedBuff: client-rounds in a row without an update to buffer
 PHASES = ("download", "compute", "upload")
 
 
@@ -74,7 +84,7 @@ def build_world(scenario: Scenario, source: str = "scenario") -> World:
     n = scenario.population.clients
     fleet = build_fleet(scenario.population, scenario.devices, scenario.seed, source)
     uplinks, downlinks = build_links(scenario.network, n, scenario.seed)
-    availability = AvailabilityModel(scenario.availability, scenario.seed)
+    availability = AvailabilityModel(scenario.availability, scenario.seed, n)
     faults = FaultModel(scenario.faults, scenario.seed)
     return World(scenario, fleet, uplinks, downlinks, availability, faults)
 
@@ -195,19 +205,30 @@ def _result_from_state(data: dict[str, Any]) -> LocalResult:
     return LocalResult(message, data["num_samples"], data["compute_s"], data["work_flop"])
 
 
-def _next_retry(now: float) -> float:
-    """The next time on the retry grid (a grid, so a resumed run retries when an unbroken
-    one does)."""
-    return (math.floor(now / NO_CLIENT_RETRY_S) + 1) * NO_CLIENT_RETRY_S
+def _no_updates(fruitless: Counter[str], version: int) -> StalledRunError:
+    counts = ", ".join(f"{status} {count:,}" for status, count in sorted(fruitless.items()))
+    return StalledRunError(
+        f"FedBuff: the last {fruitless.total():,} client-rounds all ended without an update to "
+        f"buffer ({counts}), so server update {version} would never come. Fix: lower "
+        "faults.drop or availability.p_drop, raise server.max_staleness, or lengthen the "
+        "clients' online sessions"
+    )
 
 
 class Engine:
     """Runs one method arm over a World, reporting each round (server update) to a sink."""
 
-    def __init__(self, world: World, method: Method, trainer: Trainer) -> None:
+    def __init__(
+        self,
+        world: World,
+        method: Method,
+        trainer: Trainer,
+        status: Callable[[str], None] | None = None,
+    ) -> None:
         self.world = world
         self.method = method
         self.trainer = trainer
+        self.status = status or (lambda text: None)  # what the server waits for, for a human
         sc = world.scenario
         self.strategy = make_strategy(sc.server, sc.population.per_round)
         self.env = simpy.Environment()
@@ -256,6 +277,7 @@ class Engine:
                 self._download(rec, now)
         ready = {r.client: r.end for r in records if r.status == "ok"}
         starts = [(r.client, r.key) for r in records if r.status == "ok"]
+        self.status(f"training {len(starts)} clients at {now:.1f} s")
         self.trainer.begin_round(starts, self._uplink_capacity(ready))
         for rec in records:
             if rec.status == "ok":
@@ -317,14 +339,38 @@ class Engine:
         return RoundOutcome(round_index, *span, records, accepted, straggler)
 
     def _select(self, round_index: int, k: int) -> Generator:
-        """k clients for this round, waiting while nobody is online."""
+        """k clients for this round; while nobody is online, look again every
+        NO_CLIENT_RETRY_S (straight to the first look that finds someone)."""
+        env, availability = self.env, self.world.availability
         n = self.world.scenario.population.clients
         while True:
-            chosen = self.world.availability.select(round_index, self.env.now, n, k)
+            chosen = availability.select(round_index, env.now, n, k)
             if len(chosen):
                 return chosen
-            log.info("round %d: nobody online at %.1f s; retrying", round_index, self.env.now)
-            yield self.env.timeout(NO_CLIENT_RETRY_S)
+            # the looks SimPy's clock would reach one timeout after another
+            looks = itertools.accumulate(itertools.repeat(NO_CLIENT_RETRY_S), initial=env.now)
+            next(looks)
+            found = availability.first_online(range(n), looks, env.now + MAX_WAIT_S)
+            if found is None:
+                raise self._nobody_online(f"round {round_index}", env.now)
+            count, when = found
+            self._waiting(f"round {round_index}", env.now, when)
+            for _ in range(count):
+                yield env.timeout(NO_CLIENT_RETRY_S)
+
+    def _waiting(self, what: str, now: float, when: float) -> None:
+        text = f"{what}: nobody online at {now:.1f} s; someone is at {when:.1f} s"
+        log.info(text)
+        self.status(text)
+
+    def _nobody_online(self, what: str, now: float) -> StalledRunError:
+        days = MAX_WAIT_S / 86_400
+        return StalledRunError(
+            f"{what}: nobody came online in the {days:g} days of simulated time after "
+            f"{now:.1f} s ({self.world.availability.describe()}), so the run would never "
+            "finish. Fix: make clients online more often (availability.mean_online_s, "
+            "mean_offline_s or the sessions file)"
+        )
 
     def _rounds(self, first_round: int, on_round: Callable[[RoundOutcome], None]) -> Generator:
         """Synchronous rounds: select, start, close as the strategy says, aggregate."""
@@ -368,18 +414,21 @@ class Engine:
         opened = now
         window: list[ClientRound] = []  # ended since the last server update
         weights: list[float] = []  # of the buffered updates, in window order
+        fruitless: Counter[str] = Counter()  # ends since the last buffered update, by status
         while version < rounds:
             for key in [k for k, rec in self.in_flight.items() if rec.end <= now]:
                 rec = self.in_flight.pop(key)
                 rec.round = version + 1
                 window.append(rec)
+                if rec.result is not None:
+                    rec.staleness = version - rec.version
+                    weight = fedbuff.weight(rec.staleness)
+                    if weight is None:
+                        rec.status, rec.result = "stale", None
                 if rec.result is None:
+                    fruitless[rec.status] += 1
                     continue
-                rec.staleness = version - rec.version
-                weight = fedbuff.weight(rec.staleness)
-                if weight is None:
-                    rec.status, rec.result = "stale", None
-                    continue
+                fruitless.clear()
                 weights.append(weight)
                 if len(weights) < fedbuff.buffer_size:
                     continue
@@ -395,13 +444,31 @@ class Engine:
                 on_round(outcome)
                 if version == rounds:
                     return
+            if fruitless.total() >= MAX_FRUITLESS:
+                raise _no_updates(fruitless, version + 1)
             self._refill(version, now)
             ends = [rec.end for rec in self.in_flight.values()]
             if len(self.in_flight) < fedbuff.concurrency:
-                ends.append(_next_retry(now))
+                ends.append(self._next_look(now, min(ends, default=now + MAX_WAIT_S)))
             wake = min(ends)
             yield env.timeout(max(0.0, wake - env.now))
             now = wake
+
+    def _next_look(self, now: float, until: float) -> float:
+        """FedBuff: the first time on the retry grid after now at which an idle client is
+        online, or until (the next planned end) when that comes first."""
+        n = self.world.scenario.population.clients
+        busy = {rec.client for rec in self.in_flight.values()}
+        idle = (c for c in range(n) if c not in busy)
+        first = math.floor(now / NO_CLIENT_RETRY_S) + 1
+        grid = (k * NO_CLIENT_RETRY_S for k in itertools.count(first))
+        found = self.world.availability.first_online(idle, grid, until)
+        if found is not None:
+            self._waiting("FedBuff", now, found[1])
+            return found[1]
+        if not self.in_flight:
+            raise self._nobody_online("FedBuff", now)
+        return until
 
     def _refill(self, version: int, now: float) -> None:
         """Start online, idle clients on the current version until C are in flight."""

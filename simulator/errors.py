@@ -34,5 +34,9 @@ class ModelError(SimulatorError):
     """A model cannot be loaded (unknown alias, missing folder, no hub access)."""
 
 
+class StalledRunError(SimulatorError):
+    """A run cannot make progress (nobody ever online, no update ever arrives)."""
+
+
 class MessageError(SimulatorError):
     """An uplink or downlink message cannot be decoded (bad frame, CRC, length or shape)."""

@@ -1,16 +1,17 @@
 """Where local training runs: inline, a local process pool, or Ray.
 
 All three run the same `RealTask.client_update` on the same jobs; a client-round's randomness
-comes only from its own seed scope, so the results are identical whichever executor runs them
-and however many workers it has. Each pool or Ray worker builds its own `RealTask` (one base
-model per worker process) from the resolved scenario; the main process keeps one for
-evaluation. Ray is an optional extra: `pip install 'fstq-sim[ray]'`.
+comes only from its own seed scope, and every process does its math with the scenario's
+`training.threads` torch threads (float sums depend on the thread count), so the results are
+identical whichever executor runs them and however many workers it has. Each pool or Ray worker
+builds its own `RealTask` (one base model per worker process) from the resolved scenario; the
+main process keeps one for evaluation. Workers × threads above the host's cores still gives the
+same files, only slower. Ray is an optional extra: `pip install 'fstq-sim[ray]'`.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Protocol
 
@@ -43,25 +44,12 @@ class InlineExecutor:
         """Nothing to release."""
 
 
-def threads_per_worker(workers: int) -> int:
-    """Torch threads for each of `workers` processes, so together they use every core once."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def limit_torch_threads(threads: int) -> None:
-    """Set this process's torch thread count (a worker initializer)."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 _worker_task: RealTask | None = None
 
 
-def _init_worker(scenario: Scenario, threads: int) -> None:
+def _init_worker(scenario: Scenario) -> None:
     global _worker_task
-    limit_torch_threads(threads)
-    _worker_task = RealTask(scenario)
+    _worker_task = RealTask(scenario)  # sets the scenario's torch thread count
 
 
 def _work(arm: Arm, job: Job) -> Update:
@@ -77,7 +65,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(scenario, threads_per_worker(workers)),
+            initargs=(scenario,),
         )
 
     def run(self, arm: Arm, jobs: list[Job]) -> list[Update]:
@@ -90,8 +78,8 @@ class ProcessExecutor:
 
 
 class _RayWorker:
-    def __init__(self, scenario: Scenario, threads: int) -> None:
-        _init_worker(scenario, threads)
+    def __init__(self, scenario: Scenario) -> None:
+        _init_worker(scenario)
 
     def update(self, arm: Arm, job: Job) -> Update:
         return _work(arm, job)
@@ -111,9 +99,8 @@ class RayExecutor:
         self.ray = ray
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
-        threads = threads_per_worker(workers)
         actor = ray.remote(num_cpus=0)(_RayWorker)
-        self.actors = [actor.remote(scenario, threads) for _ in range(workers)]
+        self.actors = [actor.remote(scenario) for _ in range(workers)]
 
     def run(self, arm: Arm, jobs: list[Job]) -> list[Update]:
         """Spread the jobs over the actors; results come back in job order."""

@@ -11,8 +11,11 @@ import csv
 import hashlib
 import logging
 import math
+import os
 import shutil
 import statistics
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,7 +73,7 @@ class ArmRun:
         self.recorder = recorder
         self.bar = bar
         self.trainer = trainer
-        self.engine = Engine(world, method, self.trainer)
+        self.engine = Engine(world, method, self.trainer, _status(bar, method.name))
         self.uplink_cum = 0
         self.devices = world.fleet.class_names()
 
@@ -123,6 +126,21 @@ class ArmRun:
         self.recorder.finish(
             summarise(self.recorder.folder, self.scenario, self.method, self.trainer.mode)
         )
+
+
+def _status(bar: tqdm, arm: str) -> Callable[[str], None]:
+    """Show what the engine waits for beside the progress bar (redrawn at most twice a second:
+    a surrogate arm reports thousands of rounds a second)."""
+    drawn = [0.0]
+
+    def show(text: str) -> None:
+        now = time.monotonic()
+        redraw = now - drawn[0] > 0.5
+        bar.set_postfix_str(f"{arm}: {text}", refresh=redraw)
+        if redraw:
+            drawn[0] = now
+
+    return show
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -191,6 +209,7 @@ def _manifest(scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
         "scenario": scenario.name,
         "seed": scenario.seed,
         "mode": mode,
+        "torch_threads": getattr(scenario.training, "threads", None),
         "traces": [
             {"path": str(p), "bytes": p.stat().st_size, "sha256": _sha256(p)}
             for p in trace_files(scenario.network)
@@ -198,25 +217,106 @@ def _manifest(scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
     }
 
 
-def prepare_out(out: Path, scenario_file: Path | None, scenario: Scenario, force: bool) -> None:
-    """Create a fresh run directory; refuse to overwrite results unless forced."""
-    if out.exists() and any(out.iterdir()):
-        if not force:
+RUN_FILE = "run.json"  # what `run` was asked for beyond the scenario (the --arms selection)
+
+
+def _is_arm_folder(path: Path) -> bool:
+    return (path / "manifest.json").is_file()
+
+
+def _holds_results(out: Path) -> bool:
+    """Whether any arm of a run directory has started (a checkpoint or a summary)."""
+    started = ("checkpoint.json", "summary.json")
+    return any((arm / name).exists() for arm in out.iterdir() for name in started)
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that cannot become this run's directory, before anything runs.
+
+    A folder that only a failed start left behind (scenario files, no arm results) is reused;
+    one with results needs --force; one that is not a run directory is never overwritten.
+    """
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out}: is a file, not a folder; choose a folder path")
+    if _is_arm_folder(out):
+        raise RunDirError(
+            f"--out {out}: is an arm folder of the run {out.parent}; choose another --out"
+        )
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "scenario.json").is_file():
+            raise RunDirError(
+                f"--out {out}: a non-empty folder that is not a fstq-sim run directory; "
+                "choose a new or empty folder (nothing there is touched)"
+            )
+        if _holds_results(out) and not force:
             raise RunDirError(
                 f"{out}: already holds results; continue it with --resume {out}, "
-                "choose another --out, or pass --force to overwrite"
+                "choose another --out, or pass --force to replace them"
             )
-        shutil.rmtree(out)
+    ancestor = next(p for p in (out, *out.parents) if p.exists())
+    if not ancestor.is_dir():
+        raise RunDirError(f"--out {out}: {ancestor} is a file, so no folder can be made there")
+    try:
+        tempfile.TemporaryFile(dir=ancestor).close()
+    except OSError as exc:
+        raise RunDirError(
+            f"--out {out}: cannot write in {ancestor} ({exc.strerror}); choose a folder you "
+            "can write to"
+        ) from None
+
+
+@contextmanager
+def replacing(out: Path) -> Iterator[Callable[[], None]]:
+    """Set an existing run directory aside while a new run starts in its place: if the new run
+    fails before it has started (the callable yielded marks that), the old one is put back; once
+    it has started, the old one is deleted."""
+    aside = None
+    if out.is_dir() and any(out.iterdir()):
+        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        os.replace(out, aside)
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        if not started and aside is not None:
+            shutil.rmtree(aside)
+        started = True
+
+    try:
+        yield start
+    except BaseException:
+        if not started:
+            shutil.rmtree(out, ignore_errors=True)
+            if aside is not None:
+                os.replace(aside, out)
+        raise
+
+
+def prepare_out(
+    out: Path, scenario_file: Path | None, scenario: Scenario, arms: list[str] | None = None
+) -> None:
+    """Write a run directory's scenario (resolved, and the file as given) and arm selection;
+    refuses a folder that already holds results (`replacing` sets them aside first)."""
+    check_out(out, force=False)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "scenario.json", resolved_dict(scenario))
+    write_json_atomic(out / RUN_FILE, {"arms": arms})
     if scenario_file is not None:
         shutil.copyfile(scenario_file, out / "scenario.toml")
 
 
-def load_resumable(out: Path) -> Scenario:
-    """The resolved scenario saved in a run directory."""
+def load_resumable(out: Path) -> tuple[Scenario, list[str] | None]:
+    """The resolved scenario saved in a run directory and the arms the run was started with
+    (None: all)."""
+    if _is_arm_folder(out):
+        raise RunDirError(
+            f"--resume {out}: is an arm folder; resume its run directory: "
+            f"fstq-sim run --resume {out.parent} --arms {out.name}"
+        )
     raw = read_json(out / "scenario.json")
-    return scenario_from_dict(raw, str(out / "scenario.json"), base=out)
+    scenario = scenario_from_dict(raw, str(out / "scenario.json"), base=out)
+    saved = out / RUN_FILE
+    return scenario, (read_json(saved).get("arms") if saved.exists() else None)
 
 
 def run_scenario(
@@ -226,16 +326,20 @@ def run_scenario(
     arms: list[str] | None = None,
     progress: bool = True,
     source: str = "scenario",
+    world: World | None = None,
+    on_start: Callable[[], None] = lambda: None,
 ) -> list[Path]:
-    """Run (or finish) every selected arm; returns the arm folders."""
+    """Run (or finish) every selected arm; returns the arm folders. on_start is called once
+    the world and the trainers are built, before the first arm runs."""
     methods = [m for m in scenario.methods if arms is None or m.name in arms]
-    world = build_world(scenario, source)
+    world = world or build_world(scenario, source)
     folders = []
     total = len(methods) * scenario.server.rounds
     with (
         trainers(scenario) as make_trainer,
         tqdm(total=total, disable=not progress, unit="round", desc=scenario.name) as bar,
     ):
+        on_start()
         for method in methods:
             folder = out / method.name
             folders.append(folder)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +33,29 @@ NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 OpenFraction = Annotated[float, Field(ge=0, lt=1)]
 Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# Sizes and costs beyond these are unit errors, and would overflow the simulated clock's floats.
+MAX_MB = 1e9  # 1 PB per message
+MAX_SECONDS = 1e9  # ~32 years of compute per client-round
+MAX_TFLOP = 1e9  # 1e21 FLOP per client-round
+# Each client costs ~360 bytes of fleet and link arrays: 10 million take ~17 s and 3.6 GB to
+# build here, and larger populations would exhaust memory before anything runs.
+MAX_CLIENTS = 10_000_000
+
+
+def _at_most(limit: float, unit: str) -> Any:
+    """A finite, non-negative number no larger than limit (a larger one is a unit error)."""
+
+    def check(value: float) -> float:
+        if value > limit:
+            raise ValueError(f"must be at most {limit:g} {unit}; a larger value is a unit error")
+        return value
+
+    return AfterValidator(check)
+
+
+Megabytes = Annotated[NonNegFloat, _at_most(MAX_MB, "MB")]
+Seconds = Annotated[NonNegFloat, _at_most(MAX_SECONDS, "s")]
+Teraflops = Annotated[NonNegFloat, _at_most(MAX_TFLOP, "TFLOP")]
 DOWNLINK_CODEC = "fp16"  # the global adapter is broadcast as dense fp16 unless an arm says
 DEFAULT_STRATEGY = "sync"
 
@@ -55,6 +79,17 @@ class Population(Model):
     clients: Annotated[int, Field(gt=0)]
     per_round: Annotated[int, Field(gt=0)]
     mix: dict[str, PositiveFloat] = {"mid_phone": 1.0}
+
+    @field_validator("clients")
+    @classmethod
+    def _not_too_many(cls, value: int) -> int:
+        if value > MAX_CLIENTS:
+            raise ValueError(
+                f"at most {MAX_CLIENTS:,} clients: each costs ~360 bytes of device and link "
+                f"arrays, so {value:,} would need ~{value * 360 / 1e9:.0f} GB before anything "
+                "runs; simulate a smaller population"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Population:
@@ -237,7 +272,7 @@ class SurrogateTraining(Model):
     tau_rounds: PositiveFloat = 20.0
     noise_sd: NonNegFloat = 0.0
     adapter_params: Annotated[int, Field(gt=0)] | None = None
-    downlink_mb: NonNegFloat = 0.0
+    downlink_mb: Megabytes = 0.0
     samples_per_client: Annotated[int, Field(gt=0)] = 100
 
     @model_validator(mode="after")
@@ -339,6 +374,9 @@ class RealTraining(Model):
     local: LocalTraining = LocalTraining()
     executor: Literal["inline", "process", "ray"] = "inline"
     workers: Annotated[int, Field(gt=0)] = 2
+    # torch intra-op threads in every process that does model math (the main process and each
+    # worker): float results depend on it, so it is part of the run, never taken from the host
+    threads: Annotated[int, Field(gt=0, le=256)] = 2
     eval_batch_size: Annotated[int, Field(gt=0)] = 64
 
     @model_validator(mode="after")
@@ -499,11 +537,11 @@ class Method(Model):
     """One arm. Surrogate arms give a payload and a compute cost; real arms name a codec."""
 
     name: Slug
-    payload_mb: NonNegFloat | None = None
-    bits_per_param: NonNegFloat | None = None
-    compute_s: NonNegFloat | None = None
-    compute_tflop: NonNegFloat | None = None
-    downlink_mb: NonNegFloat | None = None
+    payload_mb: Megabytes | None = None
+    bits_per_param: Annotated[NonNegFloat, _at_most(64.0, "bits")] | None = None
+    compute_s: Seconds | None = None
+    compute_tflop: Teraflops | None = None
+    downlink_mb: Megabytes | None = None
     efficiency: PositiveFloat = 1.0
     codec: str = "fp16"
     codec_options: dict[str, Any] = {}
@@ -524,6 +562,21 @@ class Method(Model):
             raise ValueError(
                 f"arm {self.name!r}: downlink_codec encodes real adapters (training.mode = "
                 "'real'); a surrogate arm states its broadcast size as downlink_mb"
+            )
+        real_only = [
+            key
+            for key, default in (
+                ("codec", DOWNLINK_CODEC),
+                ("codec_options", {}),
+                ("token_policy", registry.NO_POLICY),
+                ("token_options", {}),
+            )
+            if getattr(self, key) != default
+        ]
+        if real_only:
+            raise ValueError(
+                f"arm {self.name!r}: {', '.join(real_only)} only apply to training.mode = "
+                "'real' (a surrogate arm states payload_mb or bits_per_param); remove them"
             )
 
     def check_real(self) -> None:
@@ -696,7 +749,7 @@ def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
             continue  # discriminated-union branch name, not a key
         parts.append(str(item))
         node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts) or "(top level)"
+    return ".".join(parts)
 
 
 def _describe(err: dict[str, Any], raw: dict[str, Any], source: str) -> str:
@@ -705,7 +758,7 @@ def _describe(err: dict[str, Any], raw: dict[str, Any], source: str) -> str:
     fix = _FIXES.get(kind)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = ctx["discriminator"].strip("'")  # the key that picks the branch: kind, mode, ...
-        key = tag if key == "(top level)" else f"{key}.{tag}"
+        key = f"{key}.{tag}" if key else tag
         if "tag" in ctx:
             problem, fix = f"unknown {tag} {ctx['tag']!r}", f"use one of {ctx['expected_tags']}"
         else:
@@ -715,15 +768,25 @@ def _describe(err: dict[str, Any], raw: dict[str, Any], source: str) -> str:
     elif kind == "missing":
         problem = err["msg"]
     else:
-        problem = f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
-    return located(source, key, problem, fix)
+        problem = err["msg"].removeprefix("Value error, ")
+        if not isinstance(err.get("input"), dict | list):  # a table's checks name their keys
+            problem += f" (got {_short(repr(err.get('input')))})"
+    return located(source, key or None, problem, fix)
 
 
-def parse_override(text: str) -> tuple[str, Any]:
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_override(
+    text: str, flag: str = "--set", example: str = "server.rounds=10"
+) -> tuple[str, Any]:
     """`key.path=value` with value parsed as TOML (strings need no quotes)."""
     if "=" not in text:
-        raise ScenarioError(f"--set {text!r}: expected key=value, e.g. --set server.rounds=10")
+        raise ScenarioError(f"{flag} {text!r}: expected key=value, e.g. {flag} {example}")
     key, value = text.split("=", 1)
+    if not key.strip():
+        raise ScenarioError(f"{flag} {text!r}: no key before '='; e.g. {flag} {example}")
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:

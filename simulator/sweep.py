@@ -19,7 +19,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from simulator.errors import RunDirError
-from simulator.executors import limit_torch_threads, threads_per_worker
 from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import load_scenario, resolved_dict
 
@@ -44,7 +43,7 @@ def run_seed(scenario_file: str, overrides: list[str], seed: int, out: str) -> P
                 "or delete the folder"
             )
     else:
-        prepare_out(folder, Path(scenario_file), scenario, force=True)
+        prepare_out(folder, Path(scenario_file), scenario)
     run_scenario(scenario, folder, resume=True, progress=False, source=scenario_file)
     return folder
 
@@ -84,13 +83,11 @@ def run_tasks(tasks: list[SeedTask], jobs: int = 1, desc: str = "sweep") -> list
                 done.append(task.run())
                 bar.update()
         else:
-            # spawn, not fork: a forked copy of a process running torch threads can deadlock
+            # spawn, not fork: a forked copy of a process running torch threads can deadlock.
+            # Each seed does its math with its scenario's training.threads (part of the run);
+            # give jobs × threads <= cores to avoid oversubscribing the CPU.
             spawn = multiprocessing.get_context("spawn")
-            # jobs × torch threads = cores, so parallel seeds do not oversubscribe the CPU
-            threads = (threads_per_worker(jobs),)
-            with ProcessPoolExecutor(
-                jobs, spawn, initializer=limit_torch_threads, initargs=threads
-            ) as pool:
+            with ProcessPoolExecutor(jobs, spawn) as pool:
                 for future in as_completed([pool.submit(task.run) for task in tasks]):
                     done.append(future.result())
                     bar.update()

@@ -58,19 +58,21 @@ def test_new_class_must_be_complete_and_unknown_class_is_named():
 
 
 def test_bernoulli_dropout_rate_and_common_numbers():
-    model = AvailabilityModel(BernoulliAvailability(kind="bernoulli", p_drop=0.1), seed=5)
+    model = AvailabilityModel(
+        BernoulliAvailability(kind="bernoulli", p_drop=0.1), seed=5, clients=20_000
+    )
     clients = np.arange(20000)
     dropped = model.dropped(3, clients)
     assert dropped.mean() == pytest.approx(0.1, abs=0.01)
     # a client's fate depends on (round, client), not on who else is drawn with it
     assert model.dropped(3, clients[[17, 4]]).tolist() == dropped[[17, 4]].tolist()
-    always = AvailabilityModel(AlwaysAvailable(kind="always"), seed=5)
+    always = AvailabilityModel(AlwaysAvailable(kind="always"), seed=5, clients=20_000)
     assert not always.dropped(3, clients).any()
     assert always.online_until(3, 12.0) == math.inf
 
 
 def test_selection_without_replacement_and_same_for_all_arms():
-    model = AvailabilityModel(AlwaysAvailable(kind="always"), seed=5)
+    model = AvailabilityModel(AlwaysAvailable(kind="always"), seed=5, clients=20_000)
     chosen = model.select(2, 0.0, 100, 10)
     assert len(set(chosen.tolist())) == 10
     assert np.array_equal(chosen, model.select(2, 999.0, 100, 10))
@@ -79,7 +81,7 @@ def test_selection_without_replacement_and_same_for_all_arms():
 
 def test_generated_sessions_alternate_and_select_only_online():
     spec = SessionAvailability(kind="sessions", mean_online_s=100.0, mean_offline_s=100.0)
-    model = AvailabilityModel(spec, seed=2)
+    model = AvailabilityModel(spec, seed=2, clients=200)
     online_time = 0.0
     t = 0.0
     while t < 50_000:  # walk client 0's timeline in 1 s steps
@@ -97,7 +99,9 @@ def test_generated_sessions_alternate_and_select_only_online():
 def test_session_file_intervals_loop_and_map_clients(tmp_path):
     path = tmp_path / "sessions.csv"
     path.write_text("client,start_s,end_s\n0,0,10\n0,20,30\n5,5,40\n")
-    model = AvailabilityModel(SessionAvailability(kind="sessions", file=str(path)), seed=0)
+    model = AvailabilityModel(
+        SessionAvailability(kind="sessions", file=str(path)), seed=0, clients=8
+    )
     assert model.online_until(0, 3.0) == 10.0
     assert model.online_until(0, 15.0) == 15.0  # offline
     assert model.online_until(0, 43.0) == 50.0  # looped: period 40, interval [0, 10) + 40
@@ -118,4 +122,4 @@ def test_bad_session_files(tmp_path, text, match):
     path = tmp_path / "s.csv"
     path.write_text(text)
     with pytest.raises(TraceError, match=match):
-        AvailabilityModel(SessionAvailability(kind="sessions", file=str(path)), seed=0)
+        AvailabilityModel(SessionAvailability(kind="sessions", file=str(path)), seed=0, clients=8)

@@ -30,7 +30,7 @@ def _hetero(write_scenario) -> tuple[Path, dict]:
 
 def _run(path: Path, out: Path) -> list[Path]:
     scenario = load_scenario(path)
-    prepare_out(out, path, scenario, force=False)
+    prepare_out(out, path, scenario)
     return run_scenario(scenario, out, progress=False)
 
 
@@ -64,7 +64,7 @@ def test_resume_after_interruption_gives_identical_files(write_scenario, tmp_pat
     assert not (cut / "small" / "summary.json").exists()
     rows_kept = (cut / "small" / "rounds.csv").read_text().splitlines()
     assert len(rows_kept) == 1 + 3  # header + 3 finished rounds survive the crash
-    resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    resumed = run_scenario(load_resumable(cut)[0], cut, resume=True, progress=False)
     for fa, fb in zip(reference, resumed, strict=True):
         for name in TABLES:
             assert (fa / name).read_bytes() == (fb / name).read_bytes(), (fa.name, name)

@@ -36,17 +36,37 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# What a class must provide to serve as each kind of extension (checked when a scenario loads,
+# so `os:getcwd` or `collections:OrderedDict` fail there, not mid-run).
+CODEC_MEMBERS = ("codec_id", "needs_fisher", "encode", "decode")
+POLICY_MEMBERS = ("hook",)
+MEMBERS = {"codec": CODEC_MEMBERS, "downlink codec": CODEC_MEMBERS, "token policy": POLICY_MEMBERS}
+
+
 def resolve(name: str, builtins: dict[str, str], what: str) -> type:
-    """The class a name refers to; ValueError (shown as a scenario error) when unknown."""
+    """The class a name refers to; ValueError (shown as a scenario error) when unknown or when
+    it is not a class with the members a `what` needs."""
     target = builtins.get(name, name)
     if ":" not in target:
         known = ", ".join(sorted(builtins))
         raise ValueError(f"unknown {what} {name!r}; use one of {known} or 'package.module:Class'")
     module_name, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        found = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import {what} {target!r}: {exc}") from None
+    if not isinstance(found, type):
+        raise ValueError(
+            f"{what} {target!r} is a {type(found).__name__}, not a class; name a class that "
+            f"provides {', '.join(MEMBERS.get(what, ()))} (see simulator/methods/base.py)"
+        )
+    missing = [member for member in MEMBERS.get(what, ()) if not hasattr(found, member)]
+    if missing:
+        raise ValueError(
+            f"{what} {target!r} is not a {what}: it lacks {', '.join(missing)} "
+            "(see simulator/methods/base.py)"
+        )
+    return found
 
 
 def validate_options(cls: type, options: dict[str, Any]) -> BaseModel:

@@ -62,6 +62,13 @@ class LinkSet:
         raw = trace.delivered_bytes(begin + offset, end_s + offset)
         return raw * self.scale[client] * (1.0 - self.loss)
 
+    def mean_bps_all(self) -> np.ndarray:
+        """Long-run capacity of every client's link in bit/s (inf when unlimited)."""
+        if not self.traces:
+            return np.full(len(self.scale), np.inf)
+        means = np.array([trace.mean_bps for trace in self.traces])
+        return means[self.trace_index] * np.asarray(self.scale)
+
     def mean_bps(self, client: int) -> float:
         """Long-run capacity of a client's link in bit/s (inf when unlimited)."""
         if not self.traces:

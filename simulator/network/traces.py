@@ -52,7 +52,7 @@ import numpy.typing as npt
 from simulator.errors import TraceError, located
 from simulator.textfile import read_text
 
-__all__ = ["FORMATS", "Trace", "format_stats", "load_trace", "trace_stats"]
+__all__ = ["FORMATS", "Trace", "format_rate", "format_stats", "load_trace", "trace_stats"]
 
 _TIE_S = 1e-6  # packet mode: opportunities this close to a start or end time count as at it
 _MAX_MS_DIGITS = 15  # mahimahi timestamps beyond ~30,000 years are typos, not traces
@@ -261,18 +261,38 @@ def trace_stats(trace: Trace, bin_s: float = 1.0) -> dict[str, Any]:
     }
 
 
+_RATE_STEPS = ((1e9, "Gbps"), (1e6, "Mbps"), (1e3, "kbps"))
+PLAUSIBLE_BPS = (1e3, 1e11)  # no real link averages below 1 kbps or above 100 Gbps
+
+
+def format_rate(bps: float) -> str:
+    """A rate in the largest unit it reaches, so 0.2 bit/s reads as such, not as 0.00 Mbps."""
+    for factor, unit in _RATE_STEPS:
+        if bps >= factor:
+            return f"{bps / factor:.2f} {unit}"
+    return f"{bps:.2f} bps" if bps == 0 or bps >= 0.01 else f"{bps:.3g} bps"
+
+
 def format_stats(stats: Mapping[str, Any]) -> str:
-    """A small table in Mbps for `fstq-sim traces stats`."""
+    """A small table for `fstq-sim traces stats`, with a warning when the mean is not a real
+    link's (e.g. a CSV trace read with the wrong rate_unit)."""
     rows = [
         ("duration", f"{stats['duration_s']:.1f} s"),
-        ("mean", f"{stats['mean_bps'] / 1e6:.2f} Mbps"),
-        ("median", f"{stats['median_bps'] / 1e6:.2f} Mbps"),
-        ("p10 / p90", f"{stats['p10_bps'] / 1e6:.2f} / {stats['p90_bps'] / 1e6:.2f} Mbps"),
-        ("max", f"{stats['max_bps'] / 1e6:.2f} Mbps"),
+        ("mean", format_rate(stats["mean_bps"])),
+        ("median", format_rate(stats["median_bps"])),
+        ("p10 / p90", f"{format_rate(stats['p10_bps'])} / {format_rate(stats['p90_bps'])}"),
+        ("max", format_rate(stats["max_bps"])),
         ("zero bins", f"{100 * stats['zero_fraction']:.1f} % of {stats['bin_s']:g} s bins"),
     ]
     width = max(len(label) for label, _ in rows)
-    return "\n".join([str(stats["name"])] + [f"  {label:<{width}}  {text}" for label, text in rows])
+    lines = [str(stats["name"])] + [f"  {label:<{width}}  {text}" for label, text in rows]
+    low, high = PLAUSIBLE_BPS
+    if not low <= stats["mean_bps"] <= high:
+        lines.append(
+            f"  warning: a mean outside {format_rate(low)} to {format_rate(high)} is no real "
+            "link's; check the reader's units (rate_unit, time_unit) and scale"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- loading

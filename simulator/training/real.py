@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from simulator import seeds
 from simulator.errors import MessageError, RunDirError
@@ -110,6 +111,7 @@ class RealTask:
 
     def __init__(self, scenario: Scenario) -> None:
         spec = scenario.training
+        torch.set_num_threads(spec.threads)  # results depend on it: the run's, in every process
         self.spec = spec
         self.seed = scenario.seed
         self.data = load_data(spec.data, spec.task, scenario.seed)

@@ -20,7 +20,7 @@ def tiny_run(tmp_path):
     ]
     scenario = scenario_from_dict(scenario_dict(methods=methods), "unit", base=tmp_path)
     out = tmp_path / "run"
-    prepare_out(out, None, scenario, force=False)
+    prepare_out(out, None, scenario)
     run_scenario(scenario, out, progress=False)
     return out
 
@@ -55,7 +55,7 @@ def test_bits_per_parameter_of_a_real_fp16_run(tiny_models, tmp_path):
     raw = real_scenario_dict(tiny_models["bert"], server={"rounds": 2})
     scenario = scenario_from_dict(raw, "unit", base=tmp_path)
     out = tmp_path / "real"
-    prepare_out(out, None, scenario, force=False)
+    prepare_out(out, None, scenario)
     run_scenario(scenario, out, progress=False)
     bits = metrics.bits_per_parameter(find_arms(out))["bits_per_param"]
     assert len(bits) == 2 and ((bits >= 16.0) & (bits < 16.5)).all()  # fp16 + small framing

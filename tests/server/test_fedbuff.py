@@ -63,7 +63,7 @@ def _raw(tmp_path: Path, up: list[float], server: dict, **sections) -> dict:
 def _run(write_scenario, raw: dict, out: Path) -> Path:
     path = write_scenario(raw)
     scenario = load_scenario(path)
-    prepare_out(out, path, scenario, force=True)
+    prepare_out(out, path, scenario)
     return run_scenario(scenario, out, progress=False)[0]
 
 
@@ -223,11 +223,11 @@ def test_fedbuff_is_deterministic_and_resumes_exactly(write_scenario, tmp_path, 
     assert {"ok", "dropped"} <= statuses
 
     cut = tmp_path / "cut"
-    prepare_out(cut, path, scenario, force=False)
+    prepare_out(cut, path, scenario)
     # arm 1 done (1 + 12 appends); arm 2 (1 + 4 appends) crashes in its fifth update
     interrupt_at_append(monkeypatch, 13 + 6, lambda: run_scenario(scenario, cut, progress=False))
     assert len((cut / "small" / "rounds.csv").read_text().splitlines()) == 1 + 4
-    resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    resumed = run_scenario(load_resumable(cut)[0], cut, resume=True, progress=False)
     for a, b in zip(reference, resumed, strict=True):
         for name in TABLES:
             assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)

@@ -34,7 +34,7 @@ TABLES = ("rounds.csv", "clients.csv", "evals.csv", "partition.csv", "summary.js
 def _run(write_scenario, raw: dict, out: Path, *overrides: str) -> list[Path]:
     path = write_scenario(raw)
     scenario = load_scenario(path, overrides)
-    prepare_out(out, path, scenario, force=True)
+    prepare_out(out, path, scenario)
     return run_scenario(scenario, out, progress=False)
 
 
@@ -109,7 +109,7 @@ def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_pat
     # arm 1 done (1 + 4 appends), 2 rounds into arm 2, whose clients hold residuals
     interrupt_at_append(monkeypatch, 5 + 3, lambda: _run(write_scenario, raw, tmp_path / "cut"))
     cut = tmp_path / "cut"
-    resumed = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    resumed = run_scenario(load_resumable(cut)[0], cut, resume=True, progress=False)
     for a, b in zip(reference, resumed, strict=True):
         for name in TABLES:
             assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)
@@ -364,6 +364,6 @@ def test_fedbuff_real_training_resumes_exactly(write_scenario, tiny_models, tmp_
     cut = tmp_path / "cut"
     in_flight = json.loads((cut / "fp16" / "checkpoint.json").read_text())["state"]["server"]
     assert any(rec["result"] and rec["result"]["bytes"] for rec in in_flight["in_flight"])
-    (resumed,) = run_scenario(load_resumable(cut), cut, resume=True, progress=False)
+    (resumed,) = run_scenario(load_resumable(cut)[0], cut, resume=True, progress=False)
     for name in TABLES:
         assert (reference / name).read_bytes() == (resumed / name).read_bytes(), name

@@ -1,0 +1,146 @@
+"""What `validate` and `run` check before anything touches disk, beyond the schema.
+
+Every trace and data file loads and the model resolves; the first round (FedBuff: the first
+server update) of every surrogate arm really runs, on the engine itself, so a scenario whose
+run would stall (nobody ever online, no update ever arriving) fails here with the run's own
+error; a real-training run's first selection is probed the same way. What would run but give
+implausible results comes back as warnings: links slower than 1 kbps or faster than 100 Gbps
+on average (a trace read with the wrong `rate_unit`, a typo in `mbps`), first rounds longer
+than a simulated day.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from simulator.engine import (
+    MAX_WAIT_S,
+    NO_CLIENT_RETRY_S,
+    Engine,
+    RoundOutcome,
+    World,
+    build_world,
+)
+from simulator.errors import StalledRunError
+from simulator.network.link import LinkSet
+from simulator.network.traces import PLAUSIBLE_BPS, format_rate
+from simulator.scenario import Method, Scenario, TraceLink
+from simulator.training.surrogate import SurrogateTrainer
+
+MIN_BPS, MAX_BPS = PLAUSIBLE_BPS
+MAX_ROUND_S = 86_400.0  # a first round longer than a simulated day is almost surely a unit error
+
+
+@dataclass
+class Checked:
+    """A scenario that passed: its World, what validate says of it, and its warnings."""
+
+    world: World
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_scenario(scenario: Scenario, source: str) -> Checked:
+    """Build the World, load the training inputs and try the first round; raises the
+    SimulatorError a run would, and collects warnings."""
+    world = build_world(scenario, source)
+    checked = Checked(world)
+    coverage = world.availability.coverage(scenario.population.clients)
+    if coverage:
+        checked.notes.append(coverage)
+    for direction, links in (("uplink", world.uplinks), ("downlink", world.downlinks)):
+        checked.warnings += _link_warnings(scenario, direction, links)
+    if scenario.training.mode == "real":
+        checked.notes.append(_check_training(scenario))
+        _probe_first_selection(world)
+    else:
+        for method in scenario.methods:
+            checked.warnings += _round_warnings(method, _first_round(world, method))
+    return checked
+
+
+def _link_warnings(scenario: Scenario, direction: str, links: LinkSet) -> list[str]:
+    means = links.mean_bps_all()
+    spec = getattr(scenario.network, direction)
+    if isinstance(spec, TraceLink):
+        hint = f"the trace's units (format {spec.format!r}, options {spec.options}) and scale"
+    else:
+        hint = f"network.{direction}"
+    slowest, fastest = int(means.argmin()), int(means.argmax())
+    found = []
+    if means[slowest] < MIN_BPS:
+        found.append(_rate_warning(direction, slowest, float(means[slowest]), "below", hint))
+    if MAX_BPS < means[fastest] < float("inf"):
+        found.append(_rate_warning(direction, fastest, float(means[fastest]), "above", hint))
+    return found
+
+
+def _rate_warning(direction: str, client: int, mean: float, side: str, hint: str) -> str:
+    bound = MIN_BPS if side == "below" else MAX_BPS
+    return (
+        f"{direction} of client {client} averages {format_rate(mean)}, {side} the "
+        f"{format_rate(bound)} of any real link: check {hint}"
+    )
+
+
+class _FirstRoundDone(Exception):
+    def __init__(self, outcome: RoundOutcome) -> None:
+        self.outcome = outcome
+
+
+def _first_round(world: World, method: Method) -> RoundOutcome:
+    """Round 1 (FedBuff: server update 1) of a surrogate arm, on the engine itself."""
+
+    def stop(outcome: RoundOutcome) -> None:
+        raise _FirstRoundDone(outcome)
+
+    engine = Engine(world, method, SurrogateTrainer(world.scenario, method))
+    try:
+        engine.run(1, 0.0, stop)
+    except _FirstRoundDone as done:
+        return done.outcome
+    raise AssertionError("the engine ended without a first round")
+
+
+def _round_warnings(method: Method, outcome: RoundOutcome) -> list[str]:
+    seconds = outcome.end_s - outcome.start_s
+    if seconds <= MAX_ROUND_S:
+        return []
+    slowest = outcome.straggler
+    who = "" if slowest is None else f" (it waits on client {slowest.client})"
+    return [
+        f"arm {method.name!r}: round 1 lasts {seconds:.4g} s ({seconds / 86_400:.3g} days) of "
+        f"simulated time{who}, more than the {MAX_ROUND_S:g} s a plausible round takes: check "
+        "the links' rates and the arm's payload and compute"
+    ]
+
+
+def _probe_first_selection(world: World) -> None:
+    """Real training: that someone is online for round 1 within the engine's patience."""
+    n = world.scenario.population.clients
+    looks = (k * NO_CLIENT_RETRY_S for k in itertools.count())
+    if world.availability.first_online(range(n), looks, MAX_WAIT_S) is None:
+        raise StalledRunError(
+            f"nobody comes online in the first {MAX_WAIT_S / 86_400:g} days of simulated time "
+            f"({world.availability.describe()}), so the run would never start. Fix: make "
+            "clients online more often (availability.mean_online_s, mean_offline_s or the "
+            "sessions file)"
+        )
+
+
+def _check_training(scenario: Scenario) -> str:
+    """Real training: resolve the model, load and partition the data; a description."""
+    from simulator.training.data import load_data
+    from simulator.training.models import resolve_model
+    from simulator.training.partition import partition
+
+    spec = scenario.training
+    resolve_model(spec.model)
+    data = load_data(spec.data, spec.task, scenario.seed)
+    parts = partition(spec.partition, data, scenario.population.clients, scenario.seed)
+    sizes = [len(p) for p in parts]
+    return (
+        f"{spec.model} on {len(data.train)} examples ({len(data.validation)} held out, "
+        f"{min(sizes)}-{max(sizes)} per client), {spec.threads} torch threads"
+    )
