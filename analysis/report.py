@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import metrics, plots
-from analysis.runs import Runs, find_arms, load_table, parameter_count
+from analysis.runs import Arm, Runs, find_arms, load_table, parameter_count
+from simulator.errors import SimulatorError
 from simulator.experiment import lower_is_better
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,20 @@ class Comparison:
     table: pd.DataFrame
     stragglers: pd.DataFrame
     latency: pd.DataFrame
+    notes: list[str]  # arms that did not finish or have no evaluations, said beside the table
 
 
 def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
     """One row per arm and seed with every value of the report, straight from the CSVs."""
     evals, rounds = load_table(runs, "evals"), load_table(runs, "rounds")
+    if evals.empty:
+        raise SimulatorError("no arm has any evaluation yet; resume the runs first")
     metric, chosen = metrics.select_metric(evals, metric)
+    if baseline not in set(chosen["arm"]) and baseline in {a.arm for a in find_arms(runs)}:
+        raise SimulatorError(
+            f"--baseline: arm {baseline!r} has no {metric} evaluations (it stopped before its "
+            "first one); resume it, or choose another baseline"
+        )
     reached = metrics.against_baseline(metrics.to_target(evals, target, metric), baseline)
     final = chosen.sort_values("round").groupby(metrics.KEYS)["value"].last().rename("final")
     by_seed = rounds.groupby(metrics.KEYS)
@@ -68,10 +77,15 @@ def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None
 def compare(runs: Runs, baseline: str, target: float, metric: str | None = None) -> Comparison:
     """Aggregate the per-seed values of each arm into mean ± 95 % CI (t, n − 1 df)."""
     values = per_seed_values(runs, baseline, target, metric)
+    arms = find_arms(runs)
+    unfinished = {(a.arm, a.seed) for a in arms if not a.complete}
     rows = {}
     for arm, frame in values.groupby("arm", sort=False):
         row = {col: metrics.mean_ci(frame[col]) for col, *_ in COLUMNS}
         row["seeds"] = f"{int(frame['reached'].sum())}/{len(frame)} reached"
+        cut = sum((arm, seed) in unfinished for seed in frame["seed"])
+        if cut:
+            row["seeds"] += f", {cut} unfinished"
         rows[arm] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     better = lower_is_better(str(values["metric"].iloc[0]))
@@ -81,7 +95,31 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
     latency = latency_table(load_table(runs, "clients"), rounds)
     metric = str(values["metric"].iloc[0])
     stragglers = metrics.straggler_phases(rounds)
-    return Comparison(metric, target, baseline, values, table, stragglers, latency)
+    return Comparison(
+        metric, target, baseline, values, table, stragglers, latency, _notes(arms, values)
+    )
+
+
+def _notes(arms: list[Arm], values: pd.DataFrame) -> list[str]:
+    """What the table leaves out or holds only in part, so a reader is not misled."""
+    compared = set(zip(values["arm"], values["seed"], strict=True))
+    notes = []
+    unfinished = [a for a in arms if not a.complete and (a.arm, a.seed) in compared]
+    if unfinished:
+        notes.append(
+            "Unfinished (interrupted or still running; their rows cover only the rounds done, "
+            "resume them with fstq-sim run --resume): " + _names(unfinished)
+        )
+    missing = [a for a in arms if (a.arm, a.seed) not in compared]
+    if missing:
+        notes.append("Left out (no evaluations yet): " + _names(missing))
+    for note in notes:
+        log.warning(note)
+    return notes
+
+
+def _names(arms: list[Arm]) -> str:
+    return ", ".join(f"{a.arm} (seed {a.seed}, {a.folder})" for a in arms)
 
 
 def latency_table(clients: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFrame:
@@ -161,6 +199,7 @@ def _title(comparison: Comparison) -> str:
 def _markdown(comparison: Comparison, figures: list[Path]) -> str:
     lines = [f"# {_title(comparison)}", "", "Mean ± 95 % CI over seeds (t, n − 1 df).", ""]
     lines += _md_table(*_rows(comparison))
+    lines += [f"**Note:** {note}\n" for note in comparison.notes]
     lines += [LATENCY_NOTE, "", *_md_table(*_latency_rows(comparison))]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
     return "\n".join(lines) + "\n"
@@ -168,6 +207,7 @@ def _markdown(comparison: Comparison, figures: list[Path]) -> str:
 
 def _html(comparison: Comparison, figures: list[Path]) -> str:
     tables = _html_table(*_rows(comparison))
+    tables += "".join(f"<p><b>Note:</b> {html.escape(note)}</p>\n" for note in comparison.notes)
     tables += f"<p>{LATENCY_NOTE}</p>\n" + _html_table(*_latency_rows(comparison))
     images = "".join(
         f'<figure><img alt="{f.stem}" src="data:image/png;base64,'

@@ -30,6 +30,7 @@ class Arm:
     arm: str
     seed: int
     scenario: str
+    complete: bool  # the arm finished (its summary.json is written); else interrupted or running
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -50,8 +51,16 @@ def _arm(folder: Path) -> Arm:
             f"{path}: schema version {version!r}, this fstq-sim reads up to {SCHEMA_VERSION}; "
             "analyse it with the fstq-sim version that wrote it (or a newer one)"
         )
+    summary = folder / "summary.json"
+    complete = summary.exists() and bool(_read_json(summary).get("complete"))
     try:
-        return Arm(folder, str(manifest["arm"]), int(manifest["seed"]), str(manifest["scenario"]))
+        return Arm(
+            folder,
+            str(manifest["arm"]),
+            int(manifest["seed"]),
+            str(manifest["scenario"]),
+            complete,
+        )
     except KeyError as exc:
         raise RunDirError(f"{path}: no {exc} entry; is this a fstq-sim manifest?") from None
 
@@ -69,9 +78,23 @@ def _folders(run: Path) -> list[Path]:
 
 
 def find_arms(runs: Runs) -> list[Arm]:
-    """Every arm folder under the given run, sweep or arm folders, in path order."""
+    """Every arm folder under the given run, sweep or arm folders, in path order; an arm of one
+    scenario and seed found in two folders is an error, as merging them would double it."""
     paths = [runs] if isinstance(runs, str | Path) else list(runs)
-    return [_arm(folder) for run in paths for folder in _folders(Path(run))]
+    arms = [_arm(folder) for run in paths for folder in _folders(Path(run))]
+    seen: dict[tuple[str, str, int], Path] = {}
+    for arm in arms:
+        key = (arm.scenario, arm.arm, arm.seed)
+        if key in seen:
+            where = "twice" if seen[key].resolve() == arm.folder.resolve() else "in two folders"
+            raise RunDirError(
+                f"{seen[key]} and {arm.folder}: arm {arm.arm!r} of scenario {arm.scenario!r}, "
+                f"seed {arm.seed}, is given {where}, and merging them would double it. Fix: "
+                "give each run once; compare variants of one scenario (e.g. made with --set) "
+                "under their own names (--set name=...)"
+            )
+        seen[key] = arm.folder
+    return arms
 
 
 def read_table(arm: Arm, table: str) -> pd.DataFrame:

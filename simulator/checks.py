@@ -132,11 +132,11 @@ def _probe_first_selection(world: World) -> None:
 def _check_training(scenario: Scenario) -> str:
     """Real training: resolve the model, load and partition the data; a description."""
     from simulator.training.data import load_data
-    from simulator.training.models import resolve_model
+    from simulator.training.models import require_on_disk
     from simulator.training.partition import partition
 
     spec = scenario.training
-    resolve_model(spec.model)
+    require_on_disk(spec.model)
     data = load_data(spec.data, spec.task, scenario.seed)
     parts = partition(spec.partition, data, scenario.population.clients, scenario.seed)
     sizes = [len(p) for p in parts]

@@ -705,6 +705,11 @@ class Scenario(Model):
                     f"server.concurrency ({server.concurrency}) exceeds population.clients "
                     f"({clients}); lower concurrency"
                 )
+            if self.faults.drop == 1.0:
+                raise ValueError(
+                    "faults.drop = 1 loses every upload, so FedBuff would never receive an "
+                    "update; lower faults.drop"
+                )
             if getattr(self.availability, "p_drop", 0.0) == 1.0:
                 raise ValueError(
                     "availability.p_drop = 1 drops every client FedBuff starts, so no update "

@@ -394,37 +394,149 @@ def _read_csv(
     time_unit: str = "s",
     rate_unit: str | None = None,
     delimiter: str = ",",
+    time_format: str | None = None,
+    repeated: str = "error",
+    step_s: float | None = None,
 ) -> Trace:
-    """A time column and a rate column, by header name or 0-based index, in the units given."""
-    time_factor = _unit(path, "time_unit", time_unit, _TIME_UNITS)
+    """A time column and a rate column, by header name or 0-based index, in the units given.
+
+    time_format: parse the time column as timestamps (strptime codes, e.g. the Irish 5G data
+    set's '%Y.%m.%d_%H.%M.%S'). repeated: what rows sharing one time become ('error', or one
+    row of their 'mean', 'first' or 'last' rate). step_s: ignore the time column and let each
+    row hold step_s seconds in file order (gaps closed up, as the 5gophers reader does).
+    """
     if rate_unit is None:
         raise TraceError(
             located(path, "rate_unit", "missing", f"name the unit: one of {_names(_RATE_UNITS)}")
         )
     rate_factor = _unit(path, "rate_unit", rate_unit, _RATE_UNITS)
+    time_factor = _unit(path, "time_unit", time_unit, _TIME_UNITS)
+    _check_time_options(path, time_unit, time_format, repeated, step_s)
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise TraceError(
             located(path, "delimiter", f"{delimiter!r} is not one character", "e.g. ',' or ';'")
         )
     rows, numbers = _csv_rows(path, text, delimiter)
-    by_name = isinstance(time_col, str) or isinstance(rate_col, str)
+    columns = (
+        (("rate_col", rate_col),)
+        if step_s is not None
+        else (
+            ("rate_col", rate_col),
+            ("time_col", time_col),
+        )
+    )
+    by_name = any(isinstance(col, str) for _, col in columns)
     header = rows[0] if by_name else None
-    picked = [
-        _column_index(path, option, col, header, len(rows[0]))
-        for option, col in (("time_col", time_col), ("rate_col", rate_col))
-    ]
-    if header is None and not all(_is_number(rows[0][i]) for i in picked):
+    picked = [_column_index(path, option, col, header, len(rows[0])) for option, col in columns]
+    if header is None and not _is_number(rows[0][picked[0]]):
         header = rows[0]  # an index was given, but the first row is a header all the same
     if header is not None:
         rows, numbers = rows[1:], numbers[1:]
         if not rows:
             raise TraceError(located(path, None, "a header but no data rows", "add samples"))
-    times, rates = (
-        _floats(path, [row[i] for row in rows], numbers, header[i] if header else f"column {i}")
-        for i in picked
-    )
-    curve = _rate_curve(path, times * time_factor, rates * rate_factor, numbers)
-    return Trace(curve, 1.0, path.name)
+
+    def cells(i: int) -> list[str]:
+        return [row[i] for row in rows]
+
+    def name(i: int) -> str:
+        return header[i] if header else f"column {i}"
+
+    rates = _floats(path, cells(picked[0]), numbers, name(picked[0])) * rate_factor
+    if step_s is not None:
+        times = np.arange(len(rows), dtype=np.float64) * float(step_s)
+    elif time_format is not None:
+        times = _timestamps(path, cells(picked[1]), numbers, name(picked[1]), time_format)
+    else:
+        fix = "write a number such as 1.5, or give time_format for timestamps"
+        times = _floats(path, cells(picked[1]), numbers, name(picked[1]), fix) * time_factor
+    if repeated == "error":
+        _refuse_repeated(path, times, numbers)
+    else:
+        times, rates, numbers = _merge_repeated(times, rates, numbers, repeated)
+    return Trace(_rate_curve(path, times, rates, numbers), 1.0, path.name)
+
+
+_REPEATED = ("error", "mean", "first", "last")
+
+
+def _check_time_options(
+    path: Path, time_unit: str, time_format: object, repeated: object, step_s: object
+) -> None:
+    if repeated not in _REPEATED:
+        raise TraceError(
+            located(
+                path, "repeated", f"unknown policy {repeated!r}", f"use one of {_names(_REPEATED)}"
+            )
+        )
+    if time_format is not None and not isinstance(time_format, str):
+        raise TraceError(
+            located(path, "time_format", f"{time_format!r} is not text", "e.g. '%Y.%m.%d_%H.%M.%S'")
+        )
+    if step_s is not None:
+        _positive(path, "step_s", step_s)
+        if time_format is not None or time_unit != "s":
+            raise TraceError(
+                located(
+                    path,
+                    "step_s",
+                    "rows are fixed steps, so the time column is not read",
+                    "drop time_format and time_unit, or drop step_s",
+                )
+            )
+    if time_format is not None and time_unit != "s":
+        raise TraceError(
+            located(path, "time_unit", "timestamps carry their own unit", "drop time_unit")
+        )
+
+
+def _timestamps(
+    path: Path, cells: list[str], numbers: Sequence[int], column: str, time_format: str
+) -> np.ndarray:
+    """Seconds since the first row of a column of timestamps (vectorised by pandas)."""
+    import pandas as pd
+
+    parsed = pd.to_datetime(pd.Series(cells), format=time_format, errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise TraceError(
+            located(
+                path,
+                f"line {numbers[i]}",
+                f"{column} {_show(cells[i])} does not match time_format {time_format!r}",
+                "fix the line or the format (strptime codes, e.g. '%Y.%m.%d_%H.%M.%S')",
+            )
+        )
+    return (parsed - parsed.iloc[0]).dt.total_seconds().to_numpy(dtype=np.float64)
+
+
+def _refuse_repeated(path: Path, times: np.ndarray, numbers: Sequence[int]) -> None:
+    same = np.flatnonzero(np.diff(times) == 0)
+    if same.size:
+        i = int(same[0]) + 1
+        raise TraceError(
+            located(
+                path,
+                f"line {numbers[i]}",
+                f"time {times[i]:g} s repeats the previous line's",
+                "set the reader option repeated = 'mean', 'first' or 'last' to merge such rows, "
+                "or step_s to read rows as fixed steps",
+            )
+        )
+
+
+def _merge_repeated(
+    times: np.ndarray, rates: np.ndarray, numbers: Sequence[int], how: str
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """One row per run of equal consecutive times, with the runs' mean, first or last rate."""
+    starts = np.flatnonzero(np.concatenate(([True], np.diff(times) != 0)))
+    if how == "mean":
+        merged = np.add.reduceat(rates, starts) / np.diff(np.append(starts, rates.size))
+    elif how == "first":
+        merged = rates[starts]
+    else:
+        merged = rates[np.append(starts[1:], rates.size) - 1]
+    return times[starts], merged, [numbers[i] for i in starts]
 
 
 def _read_5gophers(path: Path, text: str, **choice: Any) -> Trace:
@@ -495,7 +607,19 @@ def _5g_run(
 FORMATS: dict[str, tuple[Callable[..., Trace], tuple[str, ...]]] = {
     "mahimahi": (_read_mahimahi, ("packet_bytes",)),
     "pensieve": (_read_pensieve, ()),
-    "csv": (_read_csv, ("time_col", "rate_col", "time_unit", "rate_unit", "delimiter")),
+    "csv": (
+        _read_csv,
+        (
+            "time_col",
+            "rate_col",
+            "time_unit",
+            "rate_unit",
+            "delimiter",
+            "time_format",
+            "repeated",
+            "step_s",
+        ),
+    ),
     "5gophers": (_read_5gophers, _5G_RUN_KEYS),
 }
 
@@ -664,7 +788,13 @@ def _column_index(
     )
 
 
-def _floats(path: Path, cells: list[str], numbers: Sequence[int], column: str) -> np.ndarray:
+def _floats(
+    path: Path,
+    cells: list[str],
+    numbers: Sequence[int],
+    column: str,
+    fix: str = "write a number such as 1.5",
+) -> np.ndarray:
     """Parse a column at numpy speed; only on failure look for the line to blame."""
     try:
         return np.array(cells, dtype=np.float64)
@@ -680,7 +810,7 @@ def _floats(path: Path, cells: list[str], numbers: Sequence[int], column: str) -
                     path,
                     f"line {number}",
                     f"{column} {_show(cell)} is not a number",
-                    "write a number such as 1.5",
+                    fix,
                 )
             ) from None
     return np.array(values)

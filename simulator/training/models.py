@@ -55,6 +55,30 @@ def resolve_model(name: str) -> str:
     return name  # a hub id
 
 
+def require_on_disk(name: str) -> str:
+    """The model's folder or hub id, which must already be on disk: a hub id must be in the
+    local Hugging Face cache, since nothing is downloaded at run time (a download attempt
+    without network fails only after ~50 s of retries)."""
+    source = resolve_model(name)
+    if Path(source).is_dir():
+        return source
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(source, "config.json")
+    except HFValidationError as exc:
+        raise ModelError(f"training.model: {name!r} is not a valid hub id ({exc})") from None
+    if not isinstance(cached, str):
+        raise ModelError(
+            f"training.model: {name!r} is not an alias ({', '.join(ALIASES)}), a local folder "
+            f"or a model in the Hugging Face cache ({constants.HF_HUB_CACHE}); fstq-sim "
+            "downloads nothing at run time. Fix: give a local model folder, or download it "
+            f"first (hf download {name})"
+        )
+    return source
+
+
 def pick_device(device: str) -> torch.device:
     """`auto` takes CUDA when present."""
     if device == "auto":

@@ -57,6 +57,7 @@ def write_arm(folder: Path, arm: str, seed: int, acc_shift: float = 0.0) -> Path
         write_table(folder / f"{table}.csv", table, rows)
     manifest = {"arm": arm, "seed": seed, "scenario": "hand", "schema_version": SCHEMA_VERSION}
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "summary.json").write_text(json.dumps({"complete": True}), encoding="utf-8")
     return folder
 
 
