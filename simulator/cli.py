@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("plot", help="one figure of run, sweep or arm directories")
-    p.add_argument("runs", nargs="+")
+    p.add_argument("runs", nargs="+", help="run, sweep or arm directories")
     p.add_argument(
         "--kind",
         default="quality-time",

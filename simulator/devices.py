@@ -159,6 +159,9 @@ def build_fleet(
 # --- availability -------------------------------------------------------------------------
 
 
+_SESSION_BLOCK = 64  # dwell times drawn at once when a generated timeline is extended
+
+
 class _GeneratedSessions:
     """Alternating exponential online/offline periods per client, extended lazily."""
 
@@ -174,10 +177,12 @@ class _GeneratedSessions:
             self._toggles[client] = ([first], online, gen)
         toggles, online, gen = self._toggles[client]
         while toggles[-1] <= until:
-            state_online = online == (len(toggles) % 2 == 0)
-            toggles.append(
-                toggles[-1] + gen.exponential(self.mean_on if state_online else self.mean_off)
-            )
+            # a block of dwell times at once: the same numbers, sums and order as drawing
+            # gen.exponential(scale) one by one (scale times a standard exponential)
+            index = np.arange(len(toggles), len(toggles) + _SESSION_BLOCK)
+            scales = np.where(online == (index % 2 == 0), self.mean_on, self.mean_off)
+            steps = gen.standard_exponential(_SESSION_BLOCK) * scales
+            toggles.extend(np.cumsum(np.concatenate(([toggles[-1]], steps)))[1:].tolist())
         return toggles, online
 
     def online_until(self, client: int, t: float) -> float:

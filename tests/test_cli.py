@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT_ROOT, scenario_dict
 
 from simulator.cli import main
@@ -103,3 +104,192 @@ def test_bad_data_file_fails_before_forced_overwrite(write_scenario, tmp_path, c
     assert "data.csv: line 3" in err
     assert (out / "fp16" / "rounds.csv").read_text() == "earlier results\n"
     assert main(["validate", str(write_scenario(raw))]) == 2
+
+
+# --- issue 12: nothing lost, nothing hangs ----------------------------------------------------
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_force_keeps_the_old_results_when_the_new_run_cannot_start(
+    write_scenario, tmp_path, capsys
+):
+    path = write_scenario(scenario_dict())
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    before = _files(out)
+    junk = tmp_path / "junk.up"
+    junk.write_text("not a trace\n")
+    bad = {"kind": "trace", "format": "mahimahi", "files": [str(junk)]}
+    raw = scenario_dict(network={"uplink": bad, "downlink": {"kind": "unlimited"}})
+    code = main(["run", str(write_scenario(raw, "bad.toml")), "--out", str(out), "--force"])
+    assert code == 2 and "junk.up: line 1" in capsys.readouterr().err
+    assert _files(out) == before  # every old arm folder and file, byte for byte
+
+
+def test_force_puts_the_old_results_back_when_the_start_fails(
+    write_scenario, tmp_path, monkeypatch
+):
+    import simulator.experiment as experiment
+
+    path = write_scenario(scenario_dict())
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    before = _files(out)
+
+    def broken(scenario):
+        raise RuntimeError("the model would not load")
+
+    monkeypatch.setattr(experiment, "trainers", broken)
+    with pytest.raises(RuntimeError):
+        main(["run", str(path), "--out", str(out), "--force", "--quiet"])
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_force_replaces_results_once_the_new_run_starts(write_scenario, tmp_path):
+    path = write_scenario(scenario_dict())
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    args = ["run", str(path), "--out", str(out), "--force", "--quiet", "--set", "server.rounds=1"]
+    assert main(args) == 0
+    assert len((out / "dense" / "rounds.csv").read_text().splitlines()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "scenario.toml"]
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_run(write_scenario, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["run", str(write_scenario(scenario_dict())), "--out", str(out), "--force"]) == 2
+    assert "not a fstq-sim run directory" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_out_naming_a_file_or_an_unwritable_place_is_a_clear_error(
+    write_scenario, tmp_path, capsys
+):
+    path = str(write_scenario(scenario_dict()))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["run", path, "--out", str(afile), "--quiet"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["run", path, "--out", str(afile / "sub"), "--quiet"]) == 2
+    assert "is a file, so no folder can be made there" in capsys.readouterr().err
+    assert main(["run", path, "--out", "/proc/fstq-sim-run", "--quiet"]) == 2
+    assert "cannot write in /proc" in capsys.readouterr().err
+    assert afile.read_text() == "x"
+
+
+def test_resume_keeps_the_arms_the_run_was_started_with(write_scenario, tmp_path, monkeypatch):
+    raw = scenario_dict(
+        methods=[
+            {"name": "dense", "payload_mb": 1.0, "compute_s": 2.0},
+            {"name": "small", "payload_mb": 0.1, "compute_s": 2.0},
+        ]
+    )
+    from simulator.recorder import ArmRecorder
+
+    path, out = str(write_scenario(raw)), tmp_path / "run"
+    original = ArmRecorder.append
+
+    def crash(self, rows, state):
+        if "rounds" in rows:
+            raise KeyboardInterrupt  # Ctrl-C in the first round
+        original(self, rows, state)
+
+    monkeypatch.setattr(ArmRecorder, "append", crash)
+    assert main(["run", path, "--out", str(out), "--arms", "small", "--quiet"]) == 130
+    monkeypatch.setattr(ArmRecorder, "append", original)
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["small"]
+
+
+def test_resume_on_an_arm_folder_names_the_run(write_scenario, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(write_scenario(scenario_dict())), "--out", str(out), "--quiet"]) == 0
+    before = _files(out)
+    assert main(["run", "--resume", str(out / "dense"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"fstq-sim run --resume {out} --arms dense" in err
+    assert _files(out) == before  # no nested run inside the arm
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_a_rerun(write_scenario, tmp_path, monkeypatch):
+    import simulator.experiment as experiment
+
+    path = str(write_scenario(scenario_dict()))
+    out = tmp_path / "run"
+    original = experiment.trainers
+
+    def broken(scenario):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(experiment, "trainers", broken)
+    with pytest.raises(RuntimeError):
+        main(["run", path, "--out", str(out), "--quiet"])
+    assert not out.exists()
+    monkeypatch.setattr(experiment, "trainers", original)
+    # a stub a killed start may leave (scenario files, no arm results) does not block either
+    out.mkdir()
+    (out / "scenario.json").write_text("{}")
+    assert main(["run", path, "--out", str(out), "--quiet"]) == 0
+
+
+def test_sigterm_keeps_rounds_and_says_how_to_resume(write_scenario, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from simulator.recorder import ArmRecorder
+
+    path = str(write_scenario(scenario_dict()))
+    out = tmp_path / "run"
+    original = ArmRecorder.append
+    calls = {"n": 0}
+
+    def term_at_third(self, rows, state):
+        calls["n"] += 1
+        original(self, rows, state)
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ArmRecorder, "append", term_at_third)
+    assert main(["run", path, "--out", str(out), "--quiet"]) == 143
+    assert f"fstq-sim run --resume {out}" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.setattr(ArmRecorder, "append", original)
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    reference = tmp_path / "ref"
+    assert main(["run", path, "--out", str(reference), "--quiet"]) == 0
+    for name in ("rounds.csv", "clients.csv", "evals.csv"):
+        assert (out / "dense" / name).read_bytes() == (reference / "dense" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traces", "stats", "t", "--option", "rate_unit"], "--option 'rate_unit': expected"),
+        (["validate", "S", "--set", "=5"], "--set '=5': no key before '='"),
+        (["plot", "R", "--out", "noext"], "--out noext: name a .png or .svg file"),
+    ],
+)
+def test_command_line_mistakes_name_the_flag(argv, message, write_scenario, tmp_path, capsys):
+    argv = [str(write_scenario(scenario_dict())) if a == "S" else a for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_every_argument_has_help_text():
+    from simulator.cli import build_parser
+
+    def walk(parser):
+        for action in parser._actions:
+            if action.choices and isinstance(action.choices, dict):  # subcommands
+                yield from (a for sub in action.choices.values() for a in walk(sub))
+            elif action.dest != "help":
+                yield action
+
+    missing = [a.dest for a in walk(build_parser()) if not a.help]
+    assert missing == []

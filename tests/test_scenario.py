@@ -289,5 +289,20 @@ def test_set_paths_are_relative_to_the_current_directory(
     path = write_scenario(raw)
     monkeypatch.chdir(shared_traces)
     scenario = load_scenario(path, ["network.trace_dir=mahimahi"])
-    assert scenario.network.trace_dir == str(shared_traces / "mahimahi")
+    assert scenario.network.trace_dir == str((shared_traces / "mahimahi").resolve())
     assert len(scenario.network.uplink.files) == 6
+
+
+def test_set_paths_through_a_symlinked_folder(write_scenario, shared_traces, tmp_path, monkeypatch):
+    """A checkout whose ../shared is a link: paths come out resolved, and the same files."""
+    link = tmp_path / "linked-shared"
+    link.symlink_to(shared_traces, target_is_directory=True)
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "trace", "format": "mahimahi", "files": ["*.up"]}
+    path = write_scenario(raw)
+    monkeypatch.chdir(link)
+    scenario = load_scenario(path, ["network.trace_dir=mahimahi"])
+    assert scenario.network.trace_dir == str((shared_traces / "mahimahi").resolve())
+    assert scenario.network.uplink.files == sorted(
+        str(p.resolve()) for p in (shared_traces / "mahimahi").glob("*.up")
+    )

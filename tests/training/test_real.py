@@ -96,6 +96,26 @@ def test_executors_give_identical_files(write_scenario, tiny_models, tmp_path, e
             np.testing.assert_array_equal(sa["global"], sb["global"])
 
 
+def test_executors_agree_on_the_real_minilm_weights(write_scenario, tmp_path):
+    """Real weights, where float sums do depend on the torch thread count: inline and a pool
+    of two workers use the scenario's training.threads alike, so evals and adapter agree to
+    the byte (before, inline trained with the host's threads and workers with 1)."""
+    raw = real_scenario_dict("minilm", server={"rounds": 2})
+    raw["population"] = {"clients": 4, "per_round": 2, "mix": {"mid_phone": 1}}
+    raw["training"]["data"] = {"kind": "synthetic", "samples": 200, "eval_samples": 64}
+    raw["training"]["local"] = {"steps": 2, "batch_size": 8, "seq_len": 32, "lr": 2e-3}
+    raw["training"]["threads"] = 2
+    (inline,) = _run(write_scenario, raw, tmp_path / "inline")
+    (pool,) = _run(
+        write_scenario, raw, tmp_path / "pool", "training.executor=process", "training.workers=2"
+    )
+    for name in ("evals.csv", "clients.csv"):
+        assert (inline / name).read_bytes() == (pool / name).read_bytes(), name
+    with np.load(inline / "state-r2.npz") as a, np.load(pool / "state-r2.npz") as b:
+        np.testing.assert_array_equal(a["global"], b["global"])
+    assert json.loads((pool / "manifest.json").read_text())["torch_threads"] == 2
+
+
 def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_path, monkeypatch):
     raw = real_scenario_dict(
         tiny_models["bert"],
