@@ -123,3 +123,45 @@ def test_bad_session_files(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(TraceError, match=match):
         AvailabilityModel(SessionAvailability(kind="sessions", file=str(path)), seed=0, clients=8)
+
+
+def _probe_each(model, clients, times, until):
+    """What looking at every time in turn finds (the reference for first_online)."""
+    for j, t in enumerate(times, start=1):
+        if t > until:
+            return None
+        if any(model.online_until(c, t) > t for c in clients):
+            return j, t
+    return None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_first_online_finds_what_probing_every_look_finds(seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    generated = SessionAvailability(kind="sessions", mean_online_s=5.0, mean_offline_s=4000.0)
+    path = tmp_path / "sessions.csv"
+    rows = [f"{c},{s},{s + rng.uniform(1, 30)}" for c in (0, 2) for s in (500.0, 9000.0)]
+    path.write_text("client,start_s,end_s\n" + "\n".join(rows) + "\n")
+    from_file = SessionAvailability(kind="sessions", file=str(path))
+    for spec in (generated, from_file):
+        model = AvailabilityModel(spec, seed=seed, clients=3)
+        start = float(rng.uniform(0, 5000))
+        for step in (60.0, 7.0):
+            looks = [start + step * k for k in range(1, 20_000)]
+            expected = _probe_each(model, range(3), looks, start + 60_000)
+            assert model.first_online(range(3), looks, start + 60_000) == expected
+            assert expected is not None or step == 60.0  # the 7 s grid always hits someone
+
+
+def test_session_file_ids_must_exist_in_the_population(tmp_path):
+    path = tmp_path / "sessions.csv"
+    path.write_text("client,start_s,end_s\n0,0,10\n999,5,40\n")
+    with pytest.raises(TraceError, match=r"client 999: the population has 20 clients"):
+        AvailabilityModel(SessionAvailability(kind="sessions", file=str(path)), seed=0, clients=20)
+    path.write_text("client,start_s,end_s\n0,0,10\n1,5,40\n")
+    model = AvailabilityModel(SessionAvailability(kind="sessions", file=str(path)), 0, 5)
+    assert model.coverage(5) == (
+        "sessions file: rows for 2 of 5 clients; a client without rows follows the file's "
+        "(c mod 2)-th client in id order"
+    )
+    assert model.online_until(3, 6.0) == 40.0  # client 3 follows client 1

@@ -306,3 +306,71 @@ def test_set_paths_through_a_symlinked_folder(write_scenario, shared_traces, tmp
     assert scenario.network.uplink.files == sorted(
         str(p.resolve()) for p in (shared_traces / "mahimahi").glob("*.up")
     )
+
+
+# --- issue 12: what validate passed and run then crashed on --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codec", "message"),
+    [
+        ("os:getcwd", "codec 'os:getcwd' is a builtin_function_or_method, not a class"),
+        (
+            "collections:OrderedDict",
+            "codec 'collections:OrderedDict' is not a codec: it lacks codec_id, needs_fisher, "
+            "encode, decode",
+        ),
+    ],
+)
+def test_a_codec_that_is_not_one_fails_at_load(write_scenario, codec, message):
+    from conftest import real_scenario_dict
+
+    raw = real_scenario_dict("minilm", methods=[{"name": "x", "codec": codec}])
+    assert message in _error(write_scenario, raw)
+    raw["methods"] = [{"name": "x", "token_policy": "collections:OrderedDict"}]
+    assert "is not a token policy: it lacks hook" in _error(write_scenario, raw)
+
+
+def test_surrogate_arms_refuse_real_only_keys(write_scenario):
+    raw = scenario_dict()
+    raw["methods"][0]["codec"] = "os:getcwd"
+    assert "arm 'dense': codec only apply to training.mode = 'real'" in _error(write_scenario, raw)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("payload_mb", 1e308, "must be at most 1e+09 MB; a larger value is a unit error"),
+        ("compute_s", 1e308, "must be at most 1e+09 s"),
+        ("compute_tflop", 1e308, "must be at most 1e+09 TFLOP"),
+    ],
+)
+def test_sizes_and_costs_that_would_overflow_the_clock_fail_at_load(
+    write_scenario, key, value, message
+):
+    raw = scenario_dict()
+    raw["methods"][0] = {"name": "dense", "payload_mb": 1.0, "compute_s": 2.0}
+    raw["methods"][0].pop("compute_s" if key == "compute_tflop" else key, None)
+    raw["methods"][0][key] = value
+    text = _error(write_scenario, raw)
+    assert f"methods['dense'].{key}: {message}" in text
+
+
+def test_a_population_too_large_to_build_fails_at_once(write_scenario):
+    import time
+
+    began = time.monotonic()
+    text = _error(write_scenario, scenario_dict(), "population.clients=100000000")
+    assert "population.clients: at most 10,000,000 clients" in text and "~36 GB" in text
+    assert time.monotonic() - began < 5
+
+
+def test_table_level_errors_do_not_dump_the_table(write_scenario):
+    raw = scenario_dict(methods=[{"name": "a", "payload_mb": 1.0, "compute_s": 1.0}] * 2)
+    text = _error(write_scenario, raw)
+    assert text.endswith("scenario.toml: method names must be unique; repeated: a")
+    assert "(top level)" not in text and "{" not in text
+
+
+def test_empty_override_key_blames_the_override(write_scenario):
+    assert "--set '=5': no key before '='" in _error(write_scenario, scenario_dict(), "=5")

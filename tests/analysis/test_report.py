@@ -9,6 +9,7 @@ import pytest
 from rundirs import hand_run, hand_sweep
 
 from analysis import report
+from simulator.errors import SimulatorError
 
 
 def _csv(folder, table):
@@ -67,3 +68,22 @@ def test_fmt():
     assert report.fmt((2e6, 1e5), 1e6, "MB", 2) == "2.00 ± 0.10 MB"
     assert report.fmt((float("nan"), float("nan")), 1.0, "s", 1) == "not reached"
     assert report.fmt((float("nan"), float("nan")), 1.0, "%", 1) == "n/a"
+
+
+def test_unfinished_and_evaluation_less_arms_are_flagged(tmp_path):
+    run = hand_run(tmp_path)
+    (run / "small" / "summary.json").unlink()  # interrupted
+    comparison = report.compare(run, "dense", 0.6)
+    assert comparison.table.loc["small", "seeds"] == "1/1 reached, 1 unfinished"
+    (note,) = comparison.notes
+    assert note.startswith("Unfinished") and "small (seed 1" in note
+    text = report.write_report(run, tmp_path / "out", "dense", 0.6)[0].read_text()
+    assert "**Note:** Unfinished" in text
+    evals = run / "small" / "evals.csv"
+    evals.write_text(evals.read_text().splitlines()[0] + "\n")  # no evaluation yet
+    assert (
+        "Left out (no evaluations yet): small (seed 1"
+        in report.compare(run, "dense", 0.6).notes[-1]
+    )
+    with pytest.raises(SimulatorError, match="arm 'small' has no accuracy evaluations"):
+        report.compare(run, "small", 0.6)  # not "the baseline is not among the arms"

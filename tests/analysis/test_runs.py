@@ -69,3 +69,24 @@ def test_parameter_count_from_latest_state(tmp_path):
     np.savez(arm.folder / "state-r2.npz", **{"global": np.zeros(10, np.float32)})
     np.savez(arm.folder / "state-r10.npz", **{"global": np.zeros(12, np.float32)})
     assert parameter_count(arm) == 12
+
+
+def test_an_arm_given_twice_is_refused_not_doubled(tmp_path):
+    """Before: compare merged them and reported doubled totals as '1/1 seeds'."""
+    run = hand_run(tmp_path)
+    with pytest.raises(
+        RunDirError, match=r"arm 'dense' of scenario 'hand', seed 1, is given twice"
+    ):
+        find_arms([run, run])
+    copy = tmp_path / "variant"
+    import shutil
+
+    shutil.copytree(run, copy)  # a --set variant under the same scenario name and seed
+    with pytest.raises(RunDirError, match=r"given in two folders.*--set name="):
+        load_table([run, copy], "rounds")
+
+
+def test_arms_without_a_summary_are_unfinished(tmp_path):
+    run = hand_run(tmp_path)
+    (run / "small" / "summary.json").unlink()
+    assert {a.arm: a.complete for a in find_arms(run)} == {"dense": True, "small": False}

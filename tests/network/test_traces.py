@@ -420,3 +420,70 @@ def test_5gophers_walking_and_driving(shared_traces: Path) -> None:
     assert default.duration_s == 120.0
     with pytest.raises(TraceError, match="run_num.*valid options: carrier, scale"):
         load_trace(folder / "car-driving-trace-1.csv", format="5gophers", run_num=1)
+
+
+# --- issue 12: the Irish 5G production data set's shape, and rates too small to print ---
+
+IRISH_HEADER = (
+    "Timestamp,Longitude,Latitude,Speed,Operatorname,CellID,NetworkMode,DL_bitrate,UL_bitrate"
+)
+
+
+def _irish(tmp_path: Path, rows: list[tuple[str, int, int]]) -> Path:
+    """A file in the Irish 5G data set's layout: one row a second, kbps, with a repeated
+    timestamp and a gap, as 7-12 % and 10-17 % of its rows are."""
+    lines = [f"{ts},-8.4,51.9,0,A,7,5G,{dl},{ul}" for ts, dl, ul in rows]
+    return write(tmp_path, "\n".join([IRISH_HEADER, *lines]) + "\n", "B_2019.12.16_13.40.04.csv")
+
+
+IRISH = [
+    ("2019.12.16_13.40.04", 20000, 1000),
+    ("2019.12.16_13.40.05", 30000, 2000),
+    ("2019.12.16_13.40.05", 50000, 4000),  # repeated second
+    ("2019.12.16_13.40.09", 10000, 500),  # 4 s gap
+    ("2019.12.16_13.40.10", 0, 0),
+]
+IRISH_OPTIONS = {"time_col": "Timestamp", "rate_col": "DL_bitrate", "rate_unit": "kbps"}
+
+
+def test_timestamps_need_a_time_format(tmp_path):
+    path = _irish(tmp_path, IRISH)
+    with pytest.raises(
+        TraceError, match=r"line 2: Timestamp '2019.12.16_13.40.04' is not a number.*time_format"
+    ):
+        load_trace(path, format="csv", **IRISH_OPTIONS)
+    with pytest.raises(TraceError, match=r"line 4: time 1 s repeats the previous line's.*repeated"):
+        load_trace(path, format="csv", time_format="%Y.%m.%d_%H.%M.%S", **IRISH_OPTIONS)
+    with pytest.raises(TraceError, match=r"line 2: Timestamp .* does not match time_format"):
+        load_trace(path, format="csv", time_format="%Y-%m-%d", **IRISH_OPTIONS)
+
+
+@pytest.mark.parametrize(("repeated", "second"), [("mean", 40e6), ("first", 30e6), ("last", 50e6)])
+def test_repeated_timestamps_are_merged_by_policy(tmp_path, repeated, second):
+    path = _irish(tmp_path, IRISH)
+    trace = load_trace(
+        path, format="csv", time_format="%Y.%m.%d_%H.%M.%S", repeated=repeated, **IRISH_OPTIONS
+    )
+    # samples at 0, 1, 5, 6 s (the gap holds the 1 s rate); period 6 + median step 1 = 7 s
+    assert trace.duration_s == 7.0
+    assert trace.binned_bps(1.0).tolist() == [20e6, second, second, second, second, 10e6, 0.0]
+
+
+def test_rows_as_fixed_steps_close_the_gaps(tmp_path):
+    path = _irish(tmp_path, IRISH)
+    trace = load_trace(path, format="csv", rate_col="UL_bitrate", rate_unit="kbps", step_s=1.0)
+    assert trace.duration_s == 5.0
+    assert trace.binned_bps(1.0).tolist() == [1e6, 2e6, 4e6, 0.5e6, 0.0]
+    with pytest.raises(TraceError, match="step_s: rows are fixed steps"):
+        load_trace(path, format="csv", rate_unit="kbps", step_s=1.0, time_format="%Y")
+    with pytest.raises(TraceError, match="repeated: unknown policy 'sum'"):
+        load_trace(path, format="csv", rate_unit="kbps", repeated="sum")
+
+
+def test_tiny_rates_print_in_their_own_unit_with_a_warning(tmp_path):
+    path = write(tmp_path, "0 1e-6\n1 2e-6\n")  # Mbit/s: 1 and 2 bit/s
+    text = format_stats(trace_stats(load_trace(path, format="pensieve")))
+    assert "mean       1.50 bps" in text and "0.00 Mbps" not in text
+    assert "warning: a mean outside 1.00 kbps to 100.00 Gbps is no real link's" in text
+    normal = format_stats(trace_stats(load_trace(write(tmp_path, "0 4\n1 2\n", "b"), "pensieve")))
+    assert "mean       3.00 Mbps" in normal and "warning" not in normal
