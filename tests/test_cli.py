@@ -113,6 +113,16 @@ def _files(folder):
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+def _break_trainers(monkeypatch) -> None:
+    """Make the next run fail while it starts (as a model that will not load does)."""
+    import simulator.experiment as experiment
+
+    def broken(scenario):
+        raise RuntimeError("the model would not load")
+
+    monkeypatch.setattr(experiment, "trainers", broken)
+
+
 def test_force_keeps_the_old_results_when_the_new_run_cannot_start(
     write_scenario, tmp_path, capsys
 ):
@@ -132,17 +142,11 @@ def test_force_keeps_the_old_results_when_the_new_run_cannot_start(
 def test_force_puts_the_old_results_back_when_the_start_fails(
     write_scenario, tmp_path, monkeypatch
 ):
-    import simulator.experiment as experiment
-
     path = write_scenario(scenario_dict())
     out = tmp_path / "run"
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
     before = _files(out)
-
-    def broken(scenario):
-        raise RuntimeError("the model would not load")
-
-    monkeypatch.setattr(experiment, "trainers", broken)
+    _break_trainers(monkeypatch)
     with pytest.raises(RuntimeError):
         main(["run", str(path), "--out", str(out), "--force", "--quiet"])
     assert _files(out) == before
@@ -218,20 +222,13 @@ def test_resume_on_an_arm_folder_names_the_run(write_scenario, tmp_path, capsys)
 
 
 def test_a_failed_start_leaves_nothing_that_blocks_a_rerun(write_scenario, tmp_path, monkeypatch):
-    import simulator.experiment as experiment
-
     path = str(write_scenario(scenario_dict()))
     out = tmp_path / "run"
-    original = experiment.trainers
-
-    def broken(scenario):
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(experiment, "trainers", broken)
+    _break_trainers(monkeypatch)
     with pytest.raises(RuntimeError):
         main(["run", path, "--out", str(out), "--quiet"])
     assert not out.exists()
-    monkeypatch.setattr(experiment, "trainers", original)
+    monkeypatch.undo()
     # a stub a killed start may leave (scenario files, no arm results) does not block either
     out.mkdir()
     (out / "scenario.json").write_text("{}")
