@@ -142,5 +142,5 @@ def _check_training(scenario: Scenario) -> str:
     sizes = [len(p) for p in parts]
     return (
         f"{spec.model} on {len(data.train)} examples ({len(data.validation)} held out, "
-        f"{min(sizes)}-{max(sizes)} per client), {spec.threads} torch threads"
+        f"{min(sizes)}-{max(sizes)} per client), torch threads: {spec.threads}"
     )

@@ -158,3 +158,29 @@ def test_lost_uploads_are_counted_sent_but_not_received(write_scenario, tmp_path
 def test_corrupt_faults_need_real_messages(write_scenario):
     with pytest.raises(Exception, match="need training.mode = 'real'"):
         load_scenario(write_scenario(scenario_dict(faults={"corrupt": 0.1})))
+
+
+def test_the_engine_says_what_it_waits_for(write_scenario):
+    """A run waiting on training or on someone to come online says so (before: 0 % and no
+    message), and jumping over an offline stretch lands where looking every 60 s would."""
+    from simulator.engine import Engine, build_world
+    from simulator.training.surrogate import SurrogateTrainer
+
+    raw = scenario_dict(
+        population={"clients": 2, "per_round": 2, "mix": {"jetson_orin_nano": 1.0}},
+        availability={"kind": "sessions", "mean_online_s": 30.0, "mean_offline_s": 20_000.0},
+        server={"rounds": 2},
+    )
+    scenario = load_scenario(write_scenario(raw))
+    world, method = build_world(scenario), scenario.methods[0]
+    said, starts = [], []
+    engine = Engine(world, method, SurrogateTrainer(scenario, method), said.append)
+    engine.run(1, 0.0, lambda outcome: starts.append(outcome.start_s))
+    waits = [text for text in said if "nobody online" in text]
+    assert waits and any(text.startswith("training ") for text in said)
+    when = float(waits[0].split("someone is at ")[1].removesuffix(" s"))
+    assert when % 60 == pytest.approx(0, abs=1e-6)  # a look on the 60 s grid from t = 0
+    assert any(world.availability.online_until(c, when) > when for c in (0, 1))
+    assert not any(
+        world.availability.online_until(c, t) > t for c in (0, 1) for t in range(60, int(when), 60)
+    )
