@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.errors import MessageError
 from simulator.methods import kernels
-from simulator.methods.base import CodecContext, Group
+from simulator.methods.base import CodecContext, Group, prepare
 from simulator.methods.packing import (
     OVERHEAD,
     Reader,
@@ -105,7 +105,7 @@ class FedFSTQ:
 
     def encode(self, update: np.ndarray, context: CodecContext) -> bytes:
         """Allocate bits by importance (within the budget, if any) and pack the message."""
-        update = np.asarray(update, dtype=np.float32)
+        update = prepare(update, context, ef=False)  # shape and finite values, as every codec
         classes = self.allocate(update, context)
         offsets = _offsets(context.groups, update.size)
         compiled = kernels.for_size(update.size)

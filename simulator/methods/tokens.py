@@ -9,8 +9,12 @@ the policies differ only in how they score tokens:
 
 Scores are kept per **vocabulary token id** (REC 2: per-position scores cannot carry over to
 the next minibatches), as an EMA with ρ over refresh steps, reset at every round start (a fresh
-hook per client-round); a token id never seen scores +∞ and is kept. Several occurrences of an
-id in one refresh batch are averaged before the EMA update.
+hook per client-round). Several occurrences of an id in one refresh batch are averaged before
+the EMA update. The EMA starts at an id's first observed value, not at 0: from 0 it would be
+biased towards 0 by ρⁿ after n observations, so a frequent id with small scores would outrank
+a rare id with large ones. A token id that no refresh batch of this client-round has held is
+kept (REC 2's +∞), by every policy alike, random included, so the controls differ from
+Fed-FSTQ only in how they score the ids they have seen.
 
 - `fisher` (Fed-FSTQ): gᵢ = ‖∂L/∂eᵢ‖² at the input embeddings, from the refresh step's own
   backward pass.
@@ -56,8 +60,8 @@ class ScheduledHook:
     ) -> None:
         self.options = options
         self.score = score
-        self.ema = torch.full((vocab_size,), math.inf)
-        self.seen = torch.zeros(vocab_size, dtype=torch.bool)
+        self.ema = torch.full((vocab_size,), math.inf)  # +inf until an id is first scored
+        self.seen = torch.zeros(vocab_size, dtype=torch.bool)  # held by a refresh batch
         self.special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
         self.generator = torch.Generator().manual_seed(seed)
         self.refreshed = False
@@ -71,14 +75,16 @@ class ScheduledHook:
 
     def weights(self, step: int, batch: Batch) -> torch.Tensor | None:
         """All ones until the first refresh and at refresh steps, else the top-keep mask."""
+        ids = batch.input_ids.cpu()
         if self._refresh_step(step):
             self.refreshed = True
+            self.seen[ids[batch.attention_mask.cpu().bool()]] = True
             return None
         if not self.refreshed:
             return None
-        ids = batch.input_ids.cpu()
         if self.score == "random":
             scores = torch.rand(ids.shape, generator=self.generator)
+            scores[~self.seen[ids]] = math.inf
         else:
             scores = self.ema[ids].clone()
         return top_tokens(scores, ids, batch.attention_mask.cpu(), self.special, self.options.keep)
@@ -96,9 +102,9 @@ class ScheduledHook:
         present = counts > 0
         mean = sums[present] / counts[present]
         rho = self.options.rho
-        previous = torch.where(self.seen[present], self.ema[present], torch.zeros_like(mean))
-        self.ema[present] = rho * previous + (1 - rho) * mean
-        self.seen |= present
+        previous = self.ema[present]
+        first = torch.isinf(previous)
+        self.ema[present] = torch.where(first, mean, rho * previous + (1 - rho) * mean)
 
 
 def top_tokens(

@@ -129,3 +129,12 @@ def test_options_are_validated():
         FSTQOptions(budget="link")
     with pytest.raises(ValidationError):
         FSTQOptions(budget_bytes=100)
+
+
+@pytest.mark.parametrize(("bad", "match"), [(np.nan, "non-finite"), (np.inf, "non-finite")])
+def test_non_finite_updates_are_refused_like_every_codec(bad, match):
+    """Before: the fstq encoder skipped the check, and NaN coordinates were silently pruned."""
+    update, context = _case()
+    update[3] = bad
+    with pytest.raises(ValueError, match=match):
+        FedFSTQ().encode(update, context)

@@ -40,7 +40,7 @@ def test_schedule_refresh_every_h_steps_and_all_tokens_before_the_first():
     weights = hook.weights(4, batch)
     # quota 4 of 7: [CLS], [SEP], then id 7 (seen twice: mean (5 + 9) / 2 = 7) and id 9 (4.0)
     assert weights[0].tolist() == [1, 1, 0, 1, 0, 0, 1, 0]
-    assert torch.isclose(hook.ema[7], torch.tensor(0.1 * 7.0))
+    assert torch.isclose(hook.ema[7], torch.tensor(7.0))  # the EMA starts at its first value
 
 
 def test_ema_accumulates_over_refreshes_and_unseen_ids_are_kept():
@@ -49,8 +49,48 @@ def test_ema_accumulates_over_refreshes_and_unseen_ids_are_kept():
     grad_sq = torch.ones(2, 8)
     hook.observe(1, batch, torch.zeros(2, 8), grad_sq)
     hook.observe(2, batch, torch.zeros(2, 8), 3 * grad_sq)
-    assert torch.isclose(hook.ema[8], torch.tensor(0.5 * 0.5 + 0.5 * 3.0))
+    assert torch.isclose(hook.ema[8], torch.tensor(0.5 * 1.0 + 0.5 * 3.0))
     assert torch.isinf(hook.ema[13])  # never seen: +inf, kept first
+
+
+def _refresh_then_mask(hook, refresh_batch: Batch, grad_sq: torch.Tensor, masked: Batch):
+    hook.weights(2, refresh_batch)  # refresh = 2: step 2 refreshes, step 3 is masked
+    if hook.wants_scores(2):
+        hook.observe(2, refresh_batch, torch.zeros_like(grad_sq), grad_sq)
+    return hook.weights(3, masked)
+
+
+def test_a_rare_id_with_large_scores_outranks_a_frequent_id_with_small_ones():
+    """Before: the EMA started at 0, so id 7 seen in 3 refreshes at 1.0 (0.271) outranked id 9
+    seen once at 2.0 (0.2)."""
+    hook = FisherTokens(TokenOptions(keep=0.75, refresh=10, rho=0.9)).hook(200, SPECIAL, seed=0)
+    ids = torch.tensor([[101, 7, 9, 102]])
+    batch = Batch(ids, torch.ones_like(ids), torch.tensor([0]))
+    for step, grad in enumerate((1.0, 1.0, 1.0), start=1):
+        hook.observe(
+            step, Batch(ids[:, :2], torch.ones(1, 2).long(), None), None, grad * torch.ones(1, 2)
+        )
+    hook.observe(4, Batch(ids[:, 2:3], torch.ones(1, 1).long(), None), None, 2 * torch.ones(1, 1))
+    scores = hook.ema[torch.tensor([7, 9])]
+    assert scores[1] > scores[0]
+    hook.refreshed = True
+    weights = hook.weights(5, batch)  # quota 3 of 4: the specials and id 9, not id 7
+    assert weights[0].tolist() == [1, 0, 1, 1]
+
+
+def test_every_policy_keeps_the_ids_no_refresh_batch_held():
+    """Before: Fisher and loss kept unseen ids (+inf) while random dropped them at the keep
+    ratio, a confound between Fed-FSTQ and its random control."""
+    seen = torch.tensor([[101, 7, 8, 9, 10, 102]])
+    refresh = Batch(seen, torch.ones_like(seen), torch.tensor([0]))
+    masked_ids = torch.tensor([[101, 7, 8, 50, 51, 102]])  # 50, 51 never in a refresh batch
+    masked = Batch(masked_ids, torch.ones_like(masked_ids), torch.tensor([0]))
+    grad_sq = torch.tensor([[0.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    options = TokenOptions(keep=0.5, refresh=2)
+    for policy in (FisherTokens(options), RandomTokens(options)):
+        weights = _refresh_then_mask(policy.hook(200, SPECIAL, seed=3), refresh, grad_sq, masked)
+        # quota 3 of 6: the specials and both unseen ids come first (ties broken by position)
+        assert weights[0].tolist()[3:5] == [1.0, 1.0], type(policy).__name__
 
 
 def test_random_policy_needs_no_scores_and_is_seeded():
