@@ -308,7 +308,8 @@ class SyntheticData(DataCommon):
 
 
 class FileData(DataCommon):
-    """Local JSONL or CSV: a text column and (for classification) a label column."""
+    """Local JSONL or CSV: a text column and (for classification) a label column; or, for a
+    causal LM, prompt and response columns (instruction data: loss on the response only)."""
 
     kind: Literal["jsonl", "csv"]
     path: str
@@ -316,6 +317,17 @@ class FileData(DataCommon):
     label: str | None = "label"
     group: str | None = None
     labels: list[str] | None = None
+    prompt: str | None = None
+    response: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FileData:
+        if (self.prompt is None) != (self.response is None):
+            raise ValueError(
+                "instruction data needs both prompt and response (their column names), "
+                "e.g. prompt = 'prompt', response = 'response'"
+            )
+        return self
 
 
 class PubMedQAData(DataCommon):
@@ -389,6 +401,7 @@ class RealTraining(Model):
             raise ValueError("classification needs data.label (the label column)")
         if (
             self.task == "causal_lm"
+            and isinstance(self.data, FileData)
             and self.partition.by == "label"
             and self.partition.kind != "iid"
         ):
@@ -396,14 +409,23 @@ class RealTraining(Model):
                 "causal_lm text has no labels to partition by: set partition.kind = 'iid', "
                 "or partition.by = 'group' with data.group"
             )
-        if self.task == "causal_lm" and not isinstance(self.data, FileData):
-            raise ValueError("causal_lm trains on text files: use data.kind = 'jsonl' or 'csv'")
+        if self.task == "classification" and isinstance(self.data, FileData) and self.data.prompt:
+            raise ValueError(
+                "data.prompt and data.response are instruction data for task = 'causal_lm'"
+            )
         if self.partition.by == "group" and not _has_groups(self.data):
             raise ValueError(
                 "partition.by = 'group' needs a metadata field: set data.group "
                 "(jsonl/csv column, or pubmedqa 'mesh'/'year'), or use by = 'label'"
             )
         return self
+
+
+def _instruction(training: SurrogateTraining | RealTraining) -> bool:
+    """Causal LM on prompt/response data (what generation metrics need)."""
+    if not isinstance(training, RealTraining) or training.task != "causal_lm":
+        return False
+    return not isinstance(training.data, FileData) or training.data.prompt is not None
 
 
 def _has_groups(data: SyntheticData | FileData | PubMedQAData) -> bool:
@@ -417,6 +439,8 @@ def _has_groups(data: SyntheticData | FileData | PubMedQAData) -> bool:
 Training = Annotated[SurrogateTraining | RealTraining, Field(discriminator="mode")]
 
 METRICS = {"classification": ("accuracy", "loss"), "causal_lm": ("perplexity", "nll")}
+GENERATION_METRICS = ("rouge_l",)
+DECISION_METRICS = ("decision_accuracy",)  # PubMedQA: the generated answer's first word
 
 
 class ServerBase(Model):
@@ -526,11 +550,19 @@ Server = Annotated[
 
 
 class Evaluation(Model):
-    """Evaluate every E rounds; targets refer to `metric` (default: the mode's first metric)."""
+    """Evaluate every E rounds; targets refer to `metric` (default: the mode's first metric).
+
+    Causal LM on instruction data: also greedy generations for the first `generate_samples`
+    held-out prompts every `generate_every` evaluated rounds (0: never), scored by ROUGE-L
+    against the reference responses (and, on PubMedQA, by the decision word's accuracy).
+    """
 
     every: Annotated[int, Field(gt=0)] = 1
     targets: list[Annotated[float, Field(allow_inf_nan=False)]] = []
     metric: Slug | None = None
+    generate_every: Annotated[int, Field(ge=0)] = 0
+    generate_samples: Annotated[int, Field(gt=0)] = 32
+    max_new_tokens: Annotated[int, Field(gt=0, le=1024)] = 48
 
 
 class Method(Model):
@@ -671,6 +703,11 @@ class Scenario(Model):
                 "faults.corrupt and faults.truncate damage real message bytes: they need "
                 "training.mode = 'real' (faults.drop works in both modes)"
             )
+        if self.evaluation.generate_every and not _instruction(self.training):
+            raise ValueError(
+                "evaluation.generate_every needs instruction data: training.task = 'causal_lm' "
+                "with data.prompt/response, kind = 'pubmedqa' or kind = 'synthetic'"
+            )
         metric = self.evaluation.metric
         if metric is not None and metric not in self.metrics():
             raise ValueError(
@@ -720,7 +757,12 @@ class Scenario(Model):
         """The metrics evaluation reports, the default target metric first."""
         if isinstance(self.training, SurrogateTraining):
             return (self.training.metric,)
-        return METRICS[self.training.task]
+        found = METRICS[self.training.task]
+        if self.evaluation.generate_every:
+            found += GENERATION_METRICS
+            if isinstance(self.training.data, PubMedQAData):
+                found += DECISION_METRICS
+        return found
 
     def method(self, name: str) -> Method:
         """The arm called name."""

@@ -5,7 +5,8 @@ the policies differ only in how they score tokens:
 - steps before the first refresh train on every token (z = 1 at round start);
 - every H-th step ("refresh", s mod H = 0) trains on the full loss and updates the scores;
 - the steps in between train on the top ⌈keep · Tᵢ⌉ tokens of each sequence i (Tᵢ = its real
-  length), ranked by score; special tokens ([CLS], [SEP], BOS/EOS) are always kept.
+  length; instruction data: its number of response tokens, the only loss targets), ranked by
+  score; special tokens ([CLS], [SEP], BOS/EOS) are always kept.
 
 Scores are kept per **vocabulary token id** (REC 2: per-position scores cannot carry over to
 the next minibatches), as an EMA with ρ over refresh steps, reset at every round start (a fresh
@@ -75,10 +76,10 @@ class ScheduledHook:
 
     def weights(self, step: int, batch: Batch) -> torch.Tensor | None:
         """All ones until the first refresh and at refresh steps, else the top-keep mask."""
-        ids = batch.input_ids.cpu()
+        ids, eligible = batch.input_ids.cpu(), _eligible(batch)
         if self._refresh_step(step):
             self.refreshed = True
-            self.seen[ids[batch.attention_mask.cpu().bool()]] = True
+            self.seen[ids[eligible.bool()]] = True
             return None
         if not self.refreshed:
             return None
@@ -87,14 +88,14 @@ class ScheduledHook:
             scores[~self.seen[ids]] = math.inf
         else:
             scores = self.ema[ids].clone()
-        return top_tokens(scores, ids, batch.attention_mask.cpu(), self.special, self.options.keep)
+        return top_tokens(scores, ids, eligible, self.special, self.options.keep)
 
     def observe(
         self, step: int, batch: Batch, token_loss: torch.Tensor, token_grad_sq: torch.Tensor
     ) -> None:
         """Fold the refresh step's per-token scores into the per-id EMA."""
         values = token_grad_sq if self.score == "fisher" else token_loss
-        mask = batch.attention_mask.cpu().bool()
+        mask = _eligible(batch).bool()
         ids = batch.input_ids.cpu()[mask]
         values = values.detach().float().cpu()[mask]
         sums = torch.zeros_like(self.ema).index_add_(0, ids, values)
@@ -105,6 +106,12 @@ class ScheduledHook:
         previous = self.ema[present]
         first = torch.isinf(previous)
         self.ema[present] = torch.where(first, mean, rho * previous + (1 - rho) * mean)
+
+
+def _eligible(batch: Batch) -> torch.Tensor:
+    """The positions a mask chooses among: the loss targets (instruction data: the response's
+    tokens), else every real token."""
+    return (batch.attention_mask if batch.targets is None else batch.targets).cpu()
 
 
 def top_tokens(

@@ -9,6 +9,15 @@ importance matters (a client that never sees a class's keywords cannot learn tha
 Every random choice comes from the "data" seed scope (0 generation, 1 split, 3 subset), so a
 data set depends only on the spec and the root seed, and every method arm sees the same one.
 Bad input raises `DataError` naming the file, the line or record, and the fix.
+
+Instruction data (causal LM with a prompt and a response per example): JSONL/CSV with
+`data.prompt` and `data.response` columns; PubMedQA as a Fed-Med-style instruction set (question
+and contexts -> the decision word, then the long answer); the synthetic task as an instruction
+set (which keyword class does this text name -> "The answer is <class word>."). The prompt is
+wrapped in the tokenizer's chat template when it has one (else "<prompt>\nAnswer: "), the
+response ends with EOS, and only response tokens are loss targets (`Tokens.targets`). When an
+example is longer than seq_len, the response keeps up to half of it and the prompt keeps its
+end (the template's assistant header and the question's last words).
 """
 
 from __future__ import annotations
@@ -81,10 +90,12 @@ class TextData:
     group_names: tuple[str, ...]
     train: np.ndarray  # sorted int64 indices of the training split
     validation: np.ndarray  # sorted int64 held-out indices (capped at eval_samples)
+    prompts: list[str] | None = None  # instruction data: texts are then the responses
 
     def fingerprint(self) -> str:
-        """A stable hash of texts and labels, so equal data shares one token cache entry."""
-        digest = hashlib.sha256(json.dumps(self.texts).encode())
+        """A stable hash of texts, prompts and labels, so equal data shares one token cache
+        entry."""
+        digest = hashlib.sha256(json.dumps([self.texts, self.prompts]).encode())
         if self.labels is not None:
             digest.update(self.labels.astype("<i8").tobytes())
         return digest.hexdigest()
@@ -97,6 +108,8 @@ class Tokens:
     input_ids: torch.Tensor  # int64 [N, L], right-padded
     attention_mask: torch.Tensor  # int64 [N, L]
     labels: torch.Tensor | None  # int64 [N]; None for causal LM
+    targets: torch.Tensor | None = None  # int64 [N, L]: 1 where a token is a loss target
+    prompt_lengths: torch.Tensor | None = None  # int64 [N]: prompt tokens leading each row
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,7 @@ class _Raw:
     labels: list[str] | None
     groups: list[str] | None
     where: list[str]  # "line 17", "record 21645374"
+    prompts: list[str] | None = None
 
 
 def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
@@ -118,13 +132,32 @@ def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
         label_names = tuple(f"class{c}" for c in range(spec.classes))
         group_names = tuple(f"topic{t}" for t in range(spec.topics))
         named = (labels, label_names), (groups, group_names)
-        return _finish(spec, "synthetic", texts, *named, task, seed)
-    raw = _read_pubmedqa(spec) if isinstance(spec, PubMedQAData) else _read_file(spec, task)
+        prompts = None
+        if task == "causal_lm":
+            prompts = [SYNTHETIC_QUESTION.format(text=text) for text in texts]
+            texts = [SYNTHETIC_ANSWER.format(word=ANSWER_WORDS[c]) for c in labels]
+        return _finish(spec, "synthetic", texts, *named, task, seed, prompts)
+    pubmedqa = isinstance(spec, PubMedQAData)
+    raw = _read_pubmedqa(spec, task) if pubmedqa else _read_file(spec, task)
     declared = PUBMEDQA_LABELS if isinstance(spec, PubMedQAData) else spec.labels
     source = str(spec.path)
     labels = None if raw.labels is None else _encode(raw.labels, declared, raw.where, source)
     groups = None if raw.groups is None else _encode(raw.groups, None, raw.where, source)
-    return _finish(spec, source, raw.texts, labels, groups, task, seed)
+    return _finish(spec, source, raw.texts, labels, groups, task, seed, raw.prompts)
+
+
+SYNTHETIC_QUESTION = (
+    "Which class does this text name by its keyword?\n{text}\nAnswer with the class word."
+)
+SYNTHETIC_ANSWER = "The answer is {word}."
+ANSWER_WORDS = (
+    "red", "blue", "green", "yellow", "purple", "orange", "black", "white",
+    "silver", "golden", "brown", "pink", "grey", "violet", "indigo", "crimson",
+)  # fmt: skip
+PUBMEDQA_PROMPT = (
+    "Answer the biomedical question from the abstract. Start with yes, no or maybe, then "
+    "explain.\nQuestion: {question}\nAbstract: {contexts}"
+)
 
 
 def _synthetic(spec: SyntheticData, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -163,13 +196,15 @@ def _finish(
     groups: tuple[np.ndarray, tuple[str, ...]] | None,
     task: str,
     seed: int,
+    prompts: list[str] | None = None,
 ) -> TextData:
-    """Subset, check the labels and split: the steps every source shares."""
-    labels = None if task == "causal_lm" else labels
+    """Subset, check the labels and split: the steps every source shares. Causal LM keeps
+    the labels of instruction data as metadata (to partition by), never as targets."""
+    labels = None if task == "causal_lm" and prompts is None else labels
     keep = _subset(len(texts), spec.max_samples, seed)
     label_ids = None if labels is None else labels[0][keep]
     train, validation = _split(source, spec, keep.size, seed)
-    if labels is not None:
+    if labels is not None and task == "classification":
         _check_labels(source, label_ids, labels[1], train, validation)
     return TextData(
         source=source,
@@ -180,6 +215,7 @@ def _finish(
         group_names=() if groups is None else groups[1],
         train=train,
         validation=validation,
+        prompts=None if prompts is None else [prompts[i] for i in keep],
     )
 
 
@@ -271,11 +307,24 @@ def _read_file(spec: FileData, task: str) -> _Raw:
     if not rows:
         raise DataError(located(path, None, "the file has no rows", "add examples to it"))
     label = spec.label if task == "classification" else None
+    instruction = spec.prompt is not None
+    text_column = spec.response if instruction else spec.text
+    columns = {"text": None if instruction else spec.text, "label": label, "group": spec.group}
+    columns |= {"prompt": spec.prompt, "response": spec.response} if instruction else {}
     if spec.kind == "csv":  # every row has the header's columns: check them once, on line 1
-        for field, column in {"text": spec.text, "label": label, "group": spec.group}.items():
+        for field, column in columns.items():
             if column is not None and column not in rows[0]:
                 raise _missing(path, "line 1", rows[0], column, field)
-    texts = [_text(path, key, row, spec.text) for row, key in zip(rows, where, strict=True)]
+    pairs = list(zip(rows, where, strict=True))
+    texts = [
+        _text(path, key, row, text_column, "response" if instruction else "text")
+        for row, key in pairs
+    ]
+    prompts = (
+        [_text(path, key, row, spec.prompt, "prompt") for row, key in pairs]
+        if instruction
+        else None
+    )
     labels = None if label is None else _column(path, rows, where, label, "label")
     if labels is not None and None in labels:
         key = where[labels.index(None)]
@@ -284,7 +333,7 @@ def _read_file(spec: FileData, task: str) -> _Raw:
     if spec.group is not None:
         values = _column(path, rows, where, spec.group, "group")
         groups = [UNKNOWN_GROUP if value is None else value for value in values]
-    return _Raw(texts, labels, groups, where)
+    return _Raw(texts, labels, groups, where, prompts)
 
 
 def _jsonl_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -344,9 +393,9 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, where
 
 
-def _text(path: Path, where: str, row: dict[str, Any], column: str) -> str:
+def _text(path: Path, where: str, row: dict[str, Any], column: str, field: str = "text") -> str:
     if column not in row:
-        raise _missing(path, where, row, column, "text")
+        raise _missing(path, where, row, column, field)
     value = row[column]
     if not isinstance(value, str) or not value.strip():
         problem = "empty text" if isinstance(value, str) else f"{type(value).__name__} text"
@@ -381,8 +430,9 @@ def _missing(path: Path, where: str, row: dict[str, Any], column: str, field: st
     )
 
 
-def _read_pubmedqa(spec: PubMedQAData) -> _Raw:
-    """PubMedQA's ori_pqal.json: records keyed by PMID, in file order."""
+def _read_pubmedqa(spec: PubMedQAData, task: str = "classification") -> _Raw:
+    """PubMedQA's ori_pqal.json: records keyed by PMID, in file order; for a causal LM an
+    instruction set (question + contexts -> decision word, then the long answer)."""
     path = Path(spec.path)
     try:
         records = json.loads(_read_text(path))
@@ -401,15 +451,25 @@ def _read_pubmedqa(spec: PubMedQAData) -> _Raw:
                 path, None, "expected a non-empty JSON object keyed by PMID", "use ori_pqal.json"
             )
         )
-    texts, labels, groups, where = [], [], [], []
+    texts, labels, groups, where, prompts = [], [], [], [], []
     for pmid, record in records.items():
         key = f"record {pmid}"
         question, contexts, decision = _pubmedqa_fields(path, key, record)
-        texts.append(question + " " + " ".join(contexts))
+        if task == "causal_lm":
+            answer = record.get("LONG_ANSWER")
+            prompts.append(PUBMEDQA_PROMPT.format(question=question, contexts=" ".join(contexts)))
+            texts.append(
+                f"{decision.capitalize()}. {answer}"
+                if isinstance(answer, str)
+                else decision.capitalize() + "."
+            )
+        else:
+            texts.append(question + " " + " ".join(contexts))
         labels.append(decision)
         groups.append(_pubmedqa_group(record, spec.group))
         where.append(key)
-    return _Raw(texts, labels, None if spec.group == "none" else groups, where)
+    groups_or_none = None if spec.group == "none" else groups
+    return _Raw(texts, labels, groups_or_none, where, prompts if task == "causal_lm" else None)
 
 
 def _pubmedqa_fields(path: Path, key: str, record: Any) -> tuple[str, list[str], str]:
@@ -451,6 +511,8 @@ def tokenize(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
 
 def _encode_tokens(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
     """One batched tokenizer call, then right-padding with numpy (no pad token needed)."""
+    if data.prompts is not None:
+        return _encode_instructions(data, tokenizer, seq_len)
     ids = tokenizer(
         data.texts,
         truncation=True,
@@ -464,6 +526,43 @@ def _encode_tokens(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
     input_ids[mask] = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
     labels = None if data.labels is None else torch.from_numpy(data.labels.copy())
     return Tokens(torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64)), labels)
+
+
+def prompt_text(tokenizer: Any, prompt: str) -> str:
+    """A prompt as the model sees it: in the tokenizer's chat template, when it has one."""
+    if getattr(tokenizer, "chat_template", None):
+        message = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(message, tokenize=False, add_generation_prompt=True)
+    return f"{prompt}\nAnswer: "
+
+
+def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
+    """Prompt and response tokens side by side; only the response's are targets."""
+    assert data.prompts is not None
+    prompts = tokenizer(
+        [prompt_text(tokenizer, p) for p in data.prompts], add_special_tokens=False
+    )["input_ids"]
+    eos = tokenizer.eos_token or ""
+    responses = tokenizer([r + eos for r in data.texts], add_special_tokens=False)["input_ids"]
+    rows, lengths = [], []
+    for prompt, response in zip(prompts, responses, strict=True):
+        response = response[: max(seq_len - len(prompt), seq_len // 2)]
+        prompt = prompt[-(seq_len - len(response)) :]  # room >= seq_len / 2 > 0
+        rows.append(prompt + response)
+        lengths.append(len(prompt))
+    sizes = np.fromiter(map(len, rows), np.int64, len(rows))
+    mask = np.arange(max(int(sizes.max()), 1)) < sizes[:, None]
+    input_ids = np.full(mask.shape, _pad_id(tokenizer), np.int64)
+    input_ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), np.int64, int(sizes.sum()))
+    prompt_lengths = np.array(lengths, dtype=np.int64)
+    targets = mask & (np.arange(mask.shape[1]) >= prompt_lengths[:, None])
+    return Tokens(
+        torch.from_numpy(input_ids),
+        torch.from_numpy(mask.astype(np.int64)),
+        None,
+        torch.from_numpy(targets.astype(np.int64)),
+        torch.from_numpy(prompt_lengths),
+    )
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -40,6 +40,7 @@ class Batch:
     input_ids: torch.Tensor  # [B, T]
     attention_mask: torch.Tensor  # [B, T]
     labels: torch.Tensor | None  # [B] class ids (classification)
+    targets: torch.Tensor | None = None  # [B, T] loss targets (instruction data: the response)
 
 
 class TokenHook(Protocol):
@@ -98,7 +99,8 @@ def _batches(
         mask = tokens.attention_mask[rows]
         width = int(mask.sum(dim=1).max())
         labels = None if tokens.labels is None else tokens.labels[rows]
-        batches.append(Batch(tokens.input_ids[rows, :width], mask[:, :width], labels))
+        targets = None if tokens.targets is None else tokens.targets[rows, :width]
+        batches.append(Batch(tokens.input_ids[rows, :width], mask[:, :width], labels, targets))
     return batches
 
 
@@ -115,7 +117,7 @@ def _token_losses(
         per_seq = F.cross_entropy(logits.float(), batch.labels, reduction="none")
         return per_seq.mean(), per_seq[:, None].expand_as(mask) * batch.attention_mask
     logits = model.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
-    target_mask = mask[:, 1:].float()
+    target_mask = (mask if batch.targets is None else batch.targets)[:, 1:].float()
     losses = F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]),
         batch.input_ids[:, 1:].reshape(-1),

@@ -37,11 +37,12 @@ from simulator import seeds
 from simulator.errors import MessageError, RunDirError
 from simulator.methods import registry
 from simulator.methods.base import CodecContext
-from simulator.scenario import Method, Scenario
+from simulator.recorder import write_json_atomic
+from simulator.scenario import Method, PubMedQAData, Scenario
 from simulator.server.aggregation import fedavg
 from simulator.training.base import LocalResult
 from simulator.training.data import load_data, tokenize
-from simulator.training.evaluate import evaluate
+from simulator.training.evaluate import evaluate, generate, generation_metrics
 from simulator.training.flops import FlopModel
 from simulator.training.local import HostTime, LocalStats, train_local
 from simulator.training.models import load_model, load_tokenizer
@@ -115,7 +116,9 @@ class RealTask:
         self.spec = spec
         self.seed = scenario.seed
         self.data = load_data(spec.data, spec.task, scenario.seed)
-        tokenizer = load_tokenizer(spec)
+        self.evaluation = scenario.evaluation
+        self.rounds = scenario.server.rounds
+        self.tokenizer = tokenizer = load_tokenizer(spec)
         self.tokens = tokenize(self.data, tokenizer, spec.local.seq_len)
         self.parts = partition(
             spec.partition, self.data, scenario.population.clients, scenario.seed
@@ -173,11 +176,28 @@ class RealTask:
         stats.fisher = None  # used; not shipped back from workers
         return Update(job.client, message, len(indices), stats, context.state)
 
-    def evaluate(self, arm: Arm, flat: np.ndarray) -> dict[str, float]:
-        """Metrics of a global adapter on the held-out split."""
+    def evaluate(
+        self, arm: Arm, flat: np.ndarray, answers: bool = False
+    ) -> tuple[dict[str, float], list[dict[str, str]]]:
+        """Metrics of a global adapter on the held-out split; with answers, also greedy
+        generations for the first generate_samples held-out prompts, scored, and returned."""
         self.use(arm)
         self.model.set_flat(flat)
-        return evaluate(self.model, self.tokens, self.data.validation, self.spec.eval_batch_size)
+        batch = self.spec.eval_batch_size
+        metrics = evaluate(self.model, self.tokens, self.data.validation, batch)
+        if not answers:
+            return metrics, []
+        spec = self.evaluation
+        rows = self.data.validation[: spec.generate_samples]
+        said = generate(self.model, self.tokenizer, self.tokens, rows, spec.max_new_tokens, batch)
+        decisions = isinstance(self.spec.data, PubMedQAData)
+        metrics |= generation_metrics(said, self.data, rows, decisions)
+        assert self.data.prompts is not None
+        samples = [
+            {"prompt": self.data.prompts[i], "reference": self.data.texts[i], "answer": answer}
+            for i, answer in zip(rows.tolist(), said, strict=True)
+        ]
+        return metrics, samples
 
 
 def _sha256(path: Path) -> str:
@@ -205,6 +225,7 @@ class RealTrainer:
         self.client_state: dict[int, dict[str, np.ndarray]] = {}
         self.host = HostTime()
         self.host_eval = 0.0
+        self.samples: dict[str, Any] | None = None  # the latest generated answers
         folder.mkdir(parents=True, exist_ok=True)
         write_histogram(folder / "partition.csv", task.parts, task.data)
 
@@ -282,9 +303,14 @@ class RealTrainer:
         return rejected
 
     def evaluate(self, round_index: int) -> dict[str, float]:
-        """Metrics of the current global adapter."""
+        """Metrics of the current global adapter; generation metrics at the rounds that are
+        multiples of evaluation.generate_every, and at the last."""
         start = time.perf_counter()
-        metrics = self.task.evaluate(self.arm, self.global_flat)
+        every, last = self.task.evaluation.generate_every, self.task.rounds
+        answers = bool(every) and (round_index % every == 0 or round_index == last)
+        metrics, samples = self.task.evaluate(self.arm, self.global_flat, answers)
+        if samples:
+            self.samples = {"round": round_index, "samples": samples}
         self.host_eval += time.perf_counter() - start
         return metrics
 
@@ -337,6 +363,8 @@ class RealTrainer:
         """Save the final adapter with PEFT's save_pretrained and drop the round files."""
         self.task.use(self.arm)
         self.task.model.save_adapter(self.global_flat, folder / "adapter")
+        if self.samples is not None:
+            write_json_atomic(folder / "generations.json", self.samples)
         for path in folder.glob("state-r*.npz"):
             if path.name != f"state-r{self.round_done}.npz":
                 path.unlink()
