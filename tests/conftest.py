@@ -79,9 +79,18 @@ def minilm_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, minilm_path: Path) -> dict[str, Path]:
-    """Tiny random BERT classifier and GPT-2 causal LM folders (MiniLM's tokenizer), for speed."""
+    """Tiny random BERT classifier, GPT-2 and Llama causal LM folders (MiniLM's tokenizer, which
+    has no chat template), for speed."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     root = tmp_path_factory.mktemp("tiny-models")
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path))
@@ -102,8 +111,14 @@ def tiny_models(tmp_path_factory, minilm_path: Path) -> dict[str, Path]:
     gpt = GPT2LMHeadModel(
         GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=128, **no_dropout)
     )
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        )
+    )  # fmt: skip
     folders = {}
-    for name, model in (("bert", bert), ("gpt2", gpt)):
+    for name, model in (("bert", bert), ("gpt2", gpt), ("llama", llama)):
         folder = root / name
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)

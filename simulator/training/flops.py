@@ -15,10 +15,17 @@ really processed (B sequences × T positions, T = the batch's longest sequence):
                               trainable A, 2·r·out per trainable B, 2·in·out per trained
                               head layer (the classifier; a frozen pooler has none).
 
+    Fed-FSTQ's extra work, counted so time to target does not favour it:
+    token scores (a refresh step of a scored token policy): 2·d per position, the squared
+                              norm of each input embedding's gradient (the gradient itself is
+                              in the backward count above, which already includes the first
+                              block's input gradients);
+    Fisher estimate (codecs that need it): 3 per trainable coordinate per step (square,
+                              scale, add of the EMA F̂ ← ρF̂ + (1−ρ)g⊙g).
+
 So a LoRA training position costs ≈ 2·F_lin = 4N, as the rule says. Not counted (each well under
-1%): layer norms, softmax, GELU, biases, embedding lookups, the optimizer update, and the extra
-gradient reduction at the input embeddings that a token policy asks for. Evaluation runs on the
-server and costs the clients nothing.
+1%): layer norms, softmax, GELU, biases, embedding lookups and the optimizer update. Evaluation
+runs on the server and costs the clients nothing.
 """
 
 from __future__ import annotations
@@ -99,8 +106,18 @@ class FlopModel:
         heads = batch * positions if self.head_per_position else batch
         return batch * positions * per_position + heads * self.head
 
-    def train_step(self, batch: int, positions: int) -> float:
-        """FLOPs of one training step: forward, activation gradients, trainable weight grads."""
+    def train_step(
+        self, batch: int, positions: int, scores: bool = False, fisher: bool = False
+    ) -> float:
+        """FLOPs of one training step: forward, activation gradients, trainable weight grads,
+        and the token scores and Fisher estimate when the step makes them."""
         heads = batch * positions if self.head_per_position else batch
         weight_grads = batch * positions * self.lora_weight_grad + heads * self.head_weight_grad
-        return 2.0 * self.forward(batch, positions) + weight_grads
+        extra = 2.0 * batch * positions * self.width if scores else 0.0
+        if fisher:
+            extra += 3.0 * self.trainable()
+        return 2.0 * self.forward(batch, positions) + weight_grads + extra
+
+    def trainable(self) -> float:
+        """Trainable coordinates (each weight gradient above costs 2 per coordinate)."""
+        return (self.lora_weight_grad + self.head_weight_grad) / 2.0

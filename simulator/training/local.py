@@ -178,7 +178,8 @@ def train_local(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         t3 = time.perf_counter()
-        _count(stats, batch, float(loss.detach()), flops, (t1 - t0, t2 - t1, t3 - t2))
+        work = flops.train_step(*batch.input_ids.shape, scores, fisher is not None)
+        _count(stats, batch, float(loss.detach()), work, (t1 - t0, t2 - t1, t3 - t2))
     if fisher is not None:
         stats.fisher = fisher.cpu().numpy()
     return model.get_flat() - start, stats
@@ -188,14 +189,14 @@ def _count(
     stats: LocalStats,
     batch: Batch,
     loss: float,
-    flops: FlopModel,
+    work: float,
     seconds: tuple[float, float, float],
 ) -> None:
     rows, width = batch.input_ids.shape
     stats.steps += 1
     stats.tokens += int(batch.attention_mask.sum())
     stats.positions += rows * width
-    stats.work_flop += flops.train_step(rows, width)
+    stats.work_flop += work
     if stats.steps == 1:
         stats.loss_first = loss
     stats.loss_last = loss

@@ -31,3 +31,44 @@ def test_minilm_training_step_matches_hand_count():
     model.configure(freeze_a=True)
     frozen = FlopModel.of(model.model, "classification")
     assert frozen.lora_weight_grad == lora / 2  # B only (r -> d costs the same as d -> r)
+
+
+def test_llama_training_step_matches_hand_count(tmp_path):
+    """A small Llama (grouped-query attention, gated MLP, an LM head at every position) with
+    LoRA r = 8 on q/k/v/o, against a hand count; and Fed-FSTQ's extra work."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d, ff, layers, heads, kv, vocab, r = 64, 128, 2, 4, 2, 500, 8
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=ff, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=64,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    spec = RealTraining.model_validate(
+        {
+            "mode": "real",
+            "model": str(tmp_path),
+            "task": "causal_lm",
+            "data": {"kind": "synthetic"},
+            "lora": {"rank": r},
+        }
+    )
+    model = load_model(spec, num_labels=0, pad_token_id=0, seed=0)
+    flops = FlopModel.of(model.model, "causal_lm")
+    kv_width = d // heads * kv  # 32: k and v project to the grouped heads only
+    attention_proj = 2 * d * d + 2 * (2 * d * kv_width) + 2 * d * d  # q, k, v, o
+    mlp = 3 * 2 * d * ff  # gate, up, down
+    assert flops.linear == layers * (attention_proj + mlp)
+    lora = layers * (2 * r * (d + d) * 2 + 2 * r * (d + kv_width) * 2)  # q, o and k, v pairs
+    assert flops.lora == lora == flops.lora_weight_grad
+    assert flops.head == 2 * d * vocab and flops.head_per_position
+    batch, length = 4, 16
+    forward = batch * length * (flops.linear + layers * 4 * length * d + lora + 2 * d * vocab)
+    assert flops.forward(batch, length) == forward
+    plain = 2 * forward + batch * length * lora
+    assert flops.train_step(batch, length) == plain
+    trainable = sum(p.numel() for p in model.params)
+    assert flops.trainable() == trainable
+    assert flops.train_step(batch, length, scores=True, fisher=True) == (
+        plain + 2 * batch * length * d + 3 * trainable
+    )

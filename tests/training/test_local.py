@@ -85,7 +85,7 @@ def test_hook_sees_the_embedding_gradient_of_the_step(tiny_models):
     _, stats = train_local(model, tokens, rows, SETTINGS, flops, np.random.SeedSequence(3), hook)
     assert [s[0] for s in hook.seen] == [1, 2, 3]
     shapes = [tuple(b.input_ids.shape) for _, b, _, _ in hook.seen]
-    assert stats.work_flop == sum(flops.train_step(*shape) for shape in shapes)
+    assert stats.work_flop == sum(flops.train_step(*shape, scores=True) for shape in shapes)
     assert stats.positions == sum(b * t for b, t in shapes)
     _, batch, token_loss, grad_sq = hook.seen[0]
     model.set_flat(start)  # the state the first step started from

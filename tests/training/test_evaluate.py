@@ -1,0 +1,136 @@
+"""Instruction data end to end on a tiny Llama: response-only targets, NLL, ROUGE-L of greedy
+generations, the saved samples and adapter."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import real_scenario_dict
+
+from simulator.experiment import prepare_out, run_scenario
+from simulator.scenario import FileData, load_scenario
+from simulator.training.data import ANSWER_WORDS, load_data, prompt_text, tokenize
+from simulator.training.evaluate import generation_metrics
+from simulator.training.models import load_tokenizer
+
+pytestmark = pytest.mark.slow
+
+
+def _spec(tiny_models, **data):
+    from simulator.scenario import RealTraining
+
+    return RealTraining.model_validate(
+        {
+            "mode": "real",
+            "model": str(tiny_models["llama"]),
+            "task": "causal_lm",
+            "data": data,
+            "partition": {"kind": "iid"},
+        }
+    )
+
+
+def test_only_response_tokens_are_targets_and_long_prompts_keep_their_end(tiny_models, tmp_path):
+    path = tmp_path / "qa.jsonl"
+    rows = [
+        {"q": f"question {i} " + "filler " * (60 if i == 0 else 3), "a": f"answer {i}"}
+        for i in range(10)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = _spec(tiny_models, kind="jsonl", path=str(path), prompt="q", response="a")
+    data = load_data(spec.data, "causal_lm", seed=0)
+    assert data.prompts[3].startswith("question 3") and data.texts[3] == "answer 3"
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, seq_len=32)
+    for row in range(10):
+        length = int(tokens.prompt_lengths[row])
+        targets = tokens.targets[row]
+        real = int(tokens.attention_mask[row].sum())
+        assert targets[:length].sum() == 0 and targets[length:real].all()
+        response = tokenizer.decode(tokens.input_ids[row, length:real], skip_special_tokens=True)
+        assert response.replace(" ", "") == data.texts[row].replace(" ", "")
+    first = tokenizer.decode(tokens.input_ids[0, : int(tokens.prompt_lengths[0])])
+    assert first.rstrip().endswith("answer :")  # truncated from the left: the end is kept
+    assert int(tokens.attention_mask[0].sum()) == 32
+
+
+def test_instruction_data_needs_prompt_and_response(tmp_path):
+    with pytest.raises(ValueError, match="needs both prompt and response"):
+        FileData(kind="jsonl", path="x.jsonl", prompt="q")
+
+
+def test_prompts_use_the_chat_template_when_there_is_one(tiny_models):
+    tokenizer = load_tokenizer(_spec(tiny_models, kind="synthetic"))
+    assert prompt_text(tokenizer, "Hi?") == "Hi?\nAnswer: "
+    tokenizer.chat_template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}<a>"
+    assert prompt_text(tokenizer, "Hi?") == "<u>Hi?</u><a>"
+
+
+def test_synthetic_and_pubmedqa_instruction_sets(tiny_models, shared_datasets):
+    data = load_data(_spec(tiny_models, kind="synthetic", samples=40).data, "causal_lm", 0)
+    assert data.texts[0] == f"The answer is {ANSWER_WORDS[data.labels[0]]}."
+    assert "Answer with the class word" in data.prompts[0]
+    path = shared_datasets / "pubmedqa" / "ori_pqal.json"
+    med = load_data(_spec(tiny_models, kind="pubmedqa", path=str(path)).data, "causal_lm", 0)
+    assert med.texts[0].split(".")[0].lower() in ("yes", "no", "maybe")
+    assert "Question:" in med.prompts[0] and len(med.texts[0]) > 40  # decision + long answer
+
+
+def test_rouge_l_and_decision_accuracy_by_hand(tiny_models, shared_datasets):
+    path = shared_datasets / "pubmedqa" / "ori_pqal.json"
+    med = load_data(_spec(tiny_models, kind="pubmedqa", path=str(path)).data, "causal_lm", 0)
+    rows = med.validation[:2]
+    answers = [med.texts[rows[0]], "Maybe. Nothing in common at all here."]
+    metrics = generation_metrics(answers, med, rows, decisions=True)
+    assert 0.5 < metrics["rouge_l"] < 1.0  # one exact answer (1.0), one far off
+    truth = med.texts[rows[1]].split(".")[0].lower()
+    assert metrics["decision_accuracy"] == (1.0 if truth == "maybe" else 0.5)
+
+
+def test_llm_run_writes_per_round_nll_and_rouge_and_a_loadable_adapter(
+    write_scenario, tiny_models, tmp_path
+):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    raw = real_scenario_dict(
+        tiny_models["llama"],
+        server={"rounds": 2},
+        evaluation={"every": 1, "generate_every": 2, "generate_samples": 4, "max_new_tokens": 6},
+    )
+    raw["training"] |= {"task": "causal_lm", "partition": {"kind": "dirichlet", "alpha": 0.5}}
+    raw["training"]["data"] = {"kind": "synthetic", "samples": 120, "eval_samples": 16}
+    raw["training"]["local"] = {"steps": 2, "batch_size": 4, "seq_len": 64, "lr": 3e-3}
+    raw["methods"] = [
+        {"name": "fp16", "codec": "fp16"},
+        {
+            "name": "fstq",
+            "codec": "fstq",
+            "token_policy": "fisher",
+            "token_options": {"refresh": 2},
+        },
+    ]
+    path = write_scenario(raw)
+    scenario = load_scenario(path)
+    assert scenario.metrics() == ("perplexity", "nll", "rouge_l")
+    out = tmp_path / "run"
+    prepare_out(out, path, scenario)
+    for arm in run_scenario(scenario, out, progress=False):
+        with open(arm / "evals.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        by_metric = {}
+        for row in rows:
+            by_metric.setdefault(row["metric"], []).append(int(row["round"]))
+        assert by_metric["nll"] == [0, 1, 2] and by_metric["rouge_l"] == [0, 2]
+        samples = json.loads((arm / "generations.json").read_text())
+        assert samples["round"] == 2 and len(samples["samples"]) == 4
+        assert {"prompt", "reference", "answer"} <= set(samples["samples"][0])
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
+    model = PeftModel.from_pretrained(base, out / "fstq" / "adapter")
+    ids = torch.tensor([[101, 2023, 2003]])
+    assert model.generate(input_ids=ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
+    assert np.isfinite(float(rows[-1]["value"]))
