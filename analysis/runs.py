@@ -132,3 +132,10 @@ def parameter_count(arm: Arm) -> int | None:
             return int(data["global"].size)
     except (OSError, ValueError, KeyError) as exc:
         raise RunDirError(f"{states[-1]}: unreadable state ({exc})") from None
+
+
+def generations(arm: Arm) -> dict[str, Any] | None:
+    """The greedy answers an arm saved at its last generation round (generations.json: round,
+    samples of prompt, reference and answer), or None when it generated none."""
+    path = arm.folder / "generations.json"
+    return _read_json(path) if path.exists() else None

@@ -129,6 +129,11 @@ def test_llm_run_writes_per_round_nll_and_rouge_and_a_loadable_adapter(
         samples = json.loads((arm / "generations.json").read_text())
         assert samples["round"] == 2 and len(samples["samples"]) == 4
         assert {"prompt", "reference", "answer"} <= set(samples["samples"][0])
+    from analysis.report import write_report
+
+    md = write_report(out, tmp_path / "report", "fp16", 1.0, "nll")[0].read_text()
+    assert "Generated answers (greedy, held-out prompts)" in md
+    assert md.count("| fstq | 7 | 2 |") == 3  # the first three samples of each arm
     base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
     model = PeftModel.from_pretrained(base, out / "fstq" / "adapter")
     ids = torch.tensor([[101, 2023, 2003]])
