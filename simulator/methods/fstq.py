@@ -17,6 +17,14 @@ Algorithm (fed-fstq-paper.md §1d–1e, §2, §6):
 - the server dequantises; coordinates not sent are 0; aggregation is unchanged.
 No error feedback (the faithful version has none).
 
+Options beyond the paper, for testing *where* to compress at a matched budget (baselines.md
+§4.2): `importance = "magnitude"` ranks by uⱼ = Δθⱼ² alone and `"random"` by a seeded random
+order (the Fisher-free controls); `budget = "bits"` caps the message at `bits_per_param` bits
+per adapter coordinate, everything included (so arms of different codecs compare at equal
+bits); `allocation = "mass"` keeps the fewest top coordinates that hold sum(fractions) of the
+total importance Σu (split among the widths in the fractions' proportions), so the message
+size follows how concentrated the importance is instead of being fixed by the fractions.
+
 Payload (after the frame header, see packing.py), in order:
     per group: its sent positions (encode_positions: bitmap or delta-coded, whichever is smaller)
     tags: 2 bits per sent coordinate in flat order: 0 → INT2, 1 → INT4, 2 → FP16 (3 is invalid)
@@ -65,9 +73,12 @@ class FSTQOptions(BaseModel):
 
     fractions: tuple[float, float, float] = (0.05, 0.20, 0.35)
     rho: float = Field(0.9, ge=0, lt=1)
-    budget: Literal["none", "bytes", "link"] = "none"
+    budget: Literal["none", "bytes", "link", "bits"] = "none"
     budget_bytes: int | None = Field(None, gt=0)
     upload_s: float | None = Field(None, gt=0)
+    bits_per_param: float | None = Field(None, gt=0, le=32)
+    importance: Literal["fisher", "magnitude", "random"] = "fisher"
+    allocation: Literal["percentile", "mass"] = "percentile"
 
     @model_validator(mode="after")
     def _check(self) -> FSTQOptions:
@@ -77,6 +88,8 @@ class FSTQOptions(BaseModel):
             raise ValueError("budget = 'bytes' and budget_bytes go together")
         if (self.budget == "link") != (self.upload_s is not None):
             raise ValueError("budget = 'link' and upload_s (target upload seconds) go together")
+        if (self.budget == "bits") != (self.bits_per_param is not None):
+            raise ValueError("budget = 'bits' and bits_per_param go together")
         return self
 
 
@@ -91,6 +104,7 @@ class FedFSTQ:
     def __init__(self, options: FSTQOptions | None = None) -> None:
         self.options = options or FSTQOptions()
         self.fisher_rho = self.options.rho
+        self.needs_fisher = self.options.importance == "fisher"  # the controls skip its cost
 
     def budget_for(self, capacity: Callable[[float], int]) -> int | None:
         """This round's byte cap: fixed, or (link-aware) what the client's uplink delivers in
@@ -115,16 +129,35 @@ class FedFSTQ:
 
     def allocate(self, update: np.ndarray, context: CodecContext) -> np.ndarray:
         """Bit class of every coordinate: 0 pruned, 1 INT2, 2 INT4, 3 FP16."""
+        options, n = self.options, update.size
+        weight = self._weight(context, n)
+        budget = context.budget_bytes
+        if options.budget == "bits":
+            budget = int(options.bits_per_param * n / 8)
+        if budget is None and options.allocation == "percentile" and weight is not None:
+            thresholds, enabled = self._thresholds(update, weight, context.seed)
+            return kernels.for_size(n).classify(update, weight, thresholds, enabled)
+        if weight is None:
+            order = np.random.default_rng(context.seed).permutation(n)
+        else:
+            order = np.argsort(-(weight * update * update), kind="stable")
+        total = round(sum(options.fractions) * n)
+        if options.allocation == "mass":
+            total = _mass_count(update, weight, order, sum(options.fractions))
+        if budget is not None:
+            total = self._fit(update, order, total, budget, context.groups)
+        return self._classes(order, total, n)
+
+    def _weight(self, context: CodecContext, n: int) -> np.ndarray | None:
+        """What multiplies Δθ² in the importance: F̂ (Fed-FSTQ), ones (magnitude), or None
+        for a random order."""
+        if self.options.importance == "random":
+            return None
+        if self.options.importance == "magnitude":
+            return np.ones(n, dtype=np.float32)
         if context.fisher is None:
             raise ValueError("fstq needs context.fisher (the trainer estimates it)")
-        fisher = np.asarray(context.fisher, dtype=np.float32)
-        if context.budget_bytes is None:
-            thresholds, enabled = self._thresholds(update, fisher, context.seed)
-            return kernels.for_size(update.size).classify(update, fisher, thresholds, enabled)
-        order = np.argsort(-(fisher * update * update), kind="stable")
-        total = round(sum(self.options.fractions) * update.size)
-        total = self._fit(update, order, total, context)
-        return self._classes(order, total, update.size)
+        return np.asarray(context.fisher, dtype=np.float32)
 
     def _thresholds(
         self, update: np.ndarray, fisher: np.ndarray, seed: int
@@ -153,12 +186,18 @@ class FedFSTQ:
         classes[order[k16 + k4 : total]] = 1
         return classes
 
-    def _fit(self, update: np.ndarray, order: np.ndarray, total: int, ctx: CodecContext) -> int:
+    def _fit(
+        self,
+        update: np.ndarray,
+        order: np.ndarray,
+        total: int,
+        budget: int,
+        groups: tuple[Group, ...],
+    ) -> int:
         """The largest kept count whose message fits the budget (bisection; size is monotone)."""
-        budget = ctx.budget_bytes
 
         def fits(count: int) -> bool:
-            return self.size(update, self._classes(order, count, update.size), ctx.groups) <= budget
+            return self.size(update, self._classes(order, count, update.size), groups) <= budget
 
         if fits(total):
             return total
@@ -251,6 +290,20 @@ def _pack(parts: tuple, groups: tuple[Group, ...]) -> bytes:
             values16.astype("<f2").tobytes(),
         ]
     )
+
+
+def _mass_count(
+    update: np.ndarray, weight: np.ndarray | None, order: np.ndarray, mass: float
+) -> int:
+    """How many top coordinates (in `order`) hold `mass` of the total importance (a random
+    order has none to follow: its share of coordinates is `mass`)."""
+    if weight is None:
+        return round(mass * update.size)
+    ranked = (weight * update * update)[order].astype(np.float64)
+    total = ranked.sum()
+    if total <= 0:
+        return 0
+    return min(int(np.searchsorted(np.cumsum(ranked), mass * total) + 1), update.size)
 
 
 def _offsets(groups: tuple[Group, ...], size: int) -> np.ndarray:

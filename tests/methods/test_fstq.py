@@ -138,3 +138,40 @@ def test_non_finite_updates_are_refused_like_every_codec(bad, match):
     update[3] = bad
     with pytest.raises(ValueError, match=match):
         FedFSTQ().encode(update, context)
+
+
+def test_magnitude_and_random_importance_ignore_the_fisher():
+    update, context = _case()
+    magnitude = FedFSTQ(FSTQOptions(importance="magnitude"))
+    flat = CodecContext(GROUPS, seed=0, fisher=np.ones(N, dtype=np.float32))
+    np.testing.assert_array_equal(magnitude.allocate(update, context), _classes(update, flat))
+    assert not magnitude.needs_fisher and FedFSTQ().needs_fisher
+    random = FedFSTQ(FSTQOptions(importance="random"))
+    no_fisher = CodecContext(GROUPS, seed=5)
+    picked = random.allocate(update, no_fisher)
+    np.testing.assert_array_equal(picked, random.allocate(update * 3, no_fisher))  # not Δθ
+    assert np.bincount(picked, minlength=4).tolist() == [1200, 1050, 600, 150]  # 35/20/5 %
+    assert not np.array_equal(picked, random.allocate(update, CodecContext(GROUPS, seed=6)))
+
+
+@pytest.mark.parametrize("bits", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("importance", ["fisher", "magnitude", "random"])
+def test_bits_per_parameter_budget_is_met_by_every_importance(bits, importance):
+    update, context = _case()
+    codec = FedFSTQ(FSTQOptions(budget="bits", bits_per_param=bits, importance=importance))
+    message = codec.encode(update, context)
+    assert 0.9 * bits * N / 8 <= len(message) <= bits * N / 8
+    assert codec.decode(message, context).shape == (N,)
+
+
+def test_mass_allocation_follows_how_concentrated_the_importance_is():
+    update, context = _case()
+    codec = FedFSTQ(FSTQOptions(allocation="mass"))
+    spread = np.count_nonzero(codec.allocate(update, context))
+    peaked = update.copy()
+    peaked[:30] *= 1000.0  # 1 % of the coordinates now hold nearly all of Σu
+    concentrated = np.count_nonzero(codec.allocate(peaked, context))
+    assert concentrated <= 30 < spread
+    assert len(codec.encode(peaked, context)) < len(codec.encode(update, context)) / 3
+    fixed = FedFSTQ()  # percentile: the same count whatever the distribution
+    assert np.count_nonzero(fixed.allocate(peaked, context)) == 1800
