@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/traces.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/report.py

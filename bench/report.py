@@ -221,6 +221,52 @@ def training_details(r: dict) -> str:
     )
 
 
+# --- LLM ---------------------------------------------------------------------------------------
+
+
+def llm_rows(r: dict) -> list[Row]:
+    load = r["load_s"]
+    rows = [
+        Row(
+            "SmolLM2-135M load, cold (GGUF dequantised into the cache) / cached (fresh process)",
+            command(r),
+            f"**{load['cold']} s / {load['cached']} s**",
+        )
+    ]
+    rows += [
+        Row(
+            f"local step, SmolLM2-135M + LoRA r = 8 (q/k/v/o), batch {t['batch']} × {t['seq_len']}",
+            command(r),
+            f"**{t['s_per_step']} s per step** ({t['tokens_per_s']:,} tokens/s, "
+            f"{t['gflop_per_s']} GFLOP/s counted)",
+        )
+        for t in r["local_training"]
+    ]
+    share = r["overhead"]["overhead_share"]
+    rows.append(
+        Row(
+            "simulator overhead in LLM mode: share of a 1-round llm-quickstart's host time "
+            "outside forward / backward / optimizer / evaluation (generation included)",
+            command(r),
+            f"**{pct(share)}** of {r['overhead']['host_s_total']:.1f} s host",
+            f"≤ {pct(r['target_overhead_share'], 0)} (#11)",
+            verdict(share, r["target_overhead_share"], at_most=True),
+        )
+    )
+    return rows
+
+
+def llm_details(r: dict) -> str:
+    parts = [[name, seconds] for name, seconds in r["overhead"]["host_s_math"].items()]
+    parts.append(["whole run, model loading included", r["overhead"]["host_s_total"]])
+    return (
+        "A 1-round run of `scenarios/llm-quickstart.toml` (both arms), host seconds:\n\n"
+        f"{table(['part', 'host s'], parts)}\n\nWhat sizes an LLM study here: a client-round "
+        "of S local steps costs about S times the step time above, plus its share of the "
+        "evaluation (held-out NLL every round, greedy generation every G rounds)."
+    )
+
+
 # --- codecs ------------------------------------------------------------------------------------
 
 CODECS_PROSE = """\
@@ -414,6 +460,7 @@ BENCHMARKS: dict[str, Renderers] = {
     "engine": ("Engine throughput (issue 2)", engine_rows, engine_details),
     "traces": ("Trace transfer time (issue 2)", traces_rows, traces_details),
     "training": ("Real training (issue 3)", training_rows, training_details),
+    "llm": ("LLM mode: SmolLM2-135M (issue 11)", llm_rows, llm_details),
     "codecs": (
         "Codecs, Fisher overhead, inference token reduction (issue 4)",
         codecs_rows,
