@@ -164,3 +164,50 @@ class RandomTokens(_Scored):
     """Control: random tokens at the same keep ratio and schedule."""
 
     score = "random"
+
+
+class TokenRecall:
+    """Token Recall (the paper's metric): wraps a policy's hook and counts, over its masked
+    steps, how many informative target tokens the masks keep (`recall`) against the share of
+    all target tokens they keep (`keep_share`, what a random mask's recall is on average).
+
+    informative: a boolean per vocabulary id (e.g. the synthetic task's answer words).
+    """
+
+    def __init__(self, hook: ScheduledHook, informative: torch.Tensor) -> None:
+        self.hook = hook
+        self.informative = informative
+        self.kept = self.total = self.kept_all = self.total_all = 0
+
+    def wants_scores(self, step: int) -> bool:
+        """As the wrapped hook."""
+        return self.hook.wants_scores(step)
+
+    def observe(
+        self, step: int, batch: Batch, token_loss: torch.Tensor, token_grad_sq: torch.Tensor
+    ) -> None:
+        """As the wrapped hook."""
+        self.hook.observe(step, batch, token_loss, token_grad_sq)
+
+    def weights(self, step: int, batch: Batch) -> torch.Tensor | None:
+        """The wrapped hook's mask, counted."""
+        weights = self.hook.weights(step, batch)
+        if weights is not None:
+            eligible = _eligible(batch).bool()
+            kept = weights.bool() & eligible
+            informative = self.informative[batch.input_ids.cpu()] & eligible
+            self.kept += int((kept & informative).sum())
+            self.total += int(informative.sum())
+            self.kept_all += int(kept.sum())
+            self.total_all += int(eligible.sum())
+        return weights
+
+    @property
+    def recall(self) -> float:
+        """Kept informative tokens over all informative tokens of the masked steps."""
+        return self.kept / self.total if self.total else math.nan
+
+    @property
+    def keep_share(self) -> float:
+        """Kept target tokens over all target tokens of the masked steps."""
+        return self.kept_all / self.total_all if self.total_all else math.nan

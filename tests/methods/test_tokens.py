@@ -103,3 +103,22 @@ def test_random_policy_needs_no_scores_and_is_seeded():
         masks.append(hook.weights(3, batch))
     assert torch.equal(masks[0], masks[1])
     assert masks[0].sum(dim=1).tolist() == [4.0, 2.0]
+
+
+def test_token_recall_counts_informative_targets_the_masks_keep():
+    from simulator.methods.tokens import TokenRecall
+
+    ids = torch.tensor([[101, 7, 8, 9, 10, 11, 12, 102]])
+    batch = Batch(ids, torch.ones_like(ids), None, torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]]))
+    informative = torch.zeros(200, dtype=torch.bool)
+    informative[[8, 9]] = True  # 8 is in the prompt: never a target, never counted
+    hook = FisherTokens(TokenOptions(keep=0.4, refresh=2)).hook(200, SPECIAL, seed=0)
+    meter = TokenRecall(hook, informative)
+    assert meter.weights(1, batch) is None  # before the first refresh: nothing masked, not counted
+    meter.weights(2, batch)
+    grad_sq = torch.tensor([[0.0, 0, 0, 1.0, 5.0, 4.0, 0.5, 0]])
+    meter.observe(2, batch, torch.zeros(1, 8), grad_sq)
+    weights = meter.weights(3, batch)  # quota ceil(0.4 * 5) = 2 of 5 targets: [SEP] and id 10
+    assert weights[0].tolist() == [0, 0, 0, 0, 1, 0, 0, 1]
+    assert (meter.kept, meter.total, meter.kept_all, meter.total_all) == (0, 1, 2, 5)
+    assert meter.recall == 0.0 and meter.keep_share == 0.4
