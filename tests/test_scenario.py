@@ -24,6 +24,8 @@ def test_valid_scenario_loads_with_defaults(write_scenario):
 def test_shipped_scenarios_validate(path: Path, request):
     if path.name == "mahimahi-replay.toml":
         request.getfixturevalue("shared_traces")  # its default trace_dir is ../shared
+    if "pubmedqa" in path.name:
+        request.getfixturevalue("shared_datasets")  # ../shared/datasets/pubmedqa
     assert load_scenario(path).name
 
 
