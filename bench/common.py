@@ -56,3 +56,24 @@ def best_of(repeats: int, run: Callable[[], object]) -> float:
         run()
         times.append(time.perf_counter() - began)
     return min(times)
+
+
+def math_seconds(scenario: Any, scenario_file: Path) -> tuple[float, dict[str, float]]:
+    """Run a scenario into a temporary folder: (host seconds of the whole run, model loading
+    included; host seconds of the model's math by part, summed over arms from the manifests)."""
+    import tempfile
+
+    from simulator.experiment import prepare_out, run_scenario
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        prepare_out(out, scenario_file, scenario)
+        start = time.perf_counter()
+        folders = run_scenario(scenario, out, progress=False)
+        total = time.perf_counter() - start
+        parts: dict[str, float] = {}
+        for folder in folders:
+            math = json.loads((folder / "manifest.json").read_text())["host_seconds_math"]
+            for name, seconds in math.items():
+                parts[name] = parts.get(name, 0.0) + seconds
+    return total, parts

@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import print_table, save
+from common import math_seconds, print_table, save
 
-from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,17 +101,7 @@ def step_seconds() -> list[dict]:
 def overhead() -> dict:
     """Host-time share of a one-round LLM run outside the model's math."""
     scenario = load_scenario(SCENARIO, ["server.rounds=1"])
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        prepare_out(out, SCENARIO, scenario)
-        start = time.perf_counter()
-        folders = run_scenario(scenario, out, progress=False)
-        total = time.perf_counter() - start
-        parts: dict[str, float] = {}
-        for folder in folders:
-            math = json.loads((folder / "manifest.json").read_text())["host_seconds_math"]
-            for name, seconds in math.items():
-                parts[name] = parts.get(name, 0.0) + seconds
+    total, parts = math_seconds(scenario, SCENARIO)
     inside = sum(parts.values())
     return {
         "host_s_total": round(total, 2),

@@ -20,14 +20,12 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import print_table, save
+from common import math_seconds, print_table, save
 
-from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import load_scenario, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,17 +77,7 @@ def tokens_per_second() -> list[dict]:
 def overhead() -> dict:
     """Host-time share of the quickstart outside the model's math."""
     scenario = load_scenario(QUICKSTART)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        prepare_out(out, QUICKSTART, scenario)
-        start = time.perf_counter()
-        folders = run_scenario(scenario, out, progress=False)
-        total = time.perf_counter() - start
-        parts: dict[str, float] = {}
-        for folder in folders:
-            math = json.loads((folder / "manifest.json").read_text())["host_seconds_math"]
-            for name, seconds in math.items():
-                parts[name] = parts.get(name, 0.0) + seconds
+    total, parts = math_seconds(scenario, QUICKSTART)
     inside = sum(parts.values())
     return {
         "host_s_total": round(total, 2),
