@@ -319,6 +319,7 @@ class FileData(DataCommon):
     labels: list[str] | None = None
     prompt: str | None = None
     response: str | None = None
+    eval_path: str | None = None  # a separate held-out file (same format and columns)
 
     @model_validator(mode="after")
     def _check(self) -> FileData:
@@ -336,6 +337,7 @@ class PubMedQAData(DataCommon):
     kind: Literal["pubmedqa"]
     path: str
     group: Literal["mesh", "year", "none"] = "mesh"
+    eval_path: str | None = None  # a separate held-out file in the same format
 
 
 DataSpec = Annotated[SyntheticData | FileData | PubMedQAData, Field(discriminator="kind")]
@@ -894,8 +896,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
     if isinstance(avail, dict) and isinstance(avail.get("file"), str):
         avail["file"] = _expand([avail["file"]], base, source, "availability.file")[0]
     data = raw.get("training", {}).get("data") if isinstance(raw.get("training"), dict) else None
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
-        data["path"] = _expand([data["path"]], base, source, "training.data.path")[0]
+    for key in ("path", "eval_path"):
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            data[key] = _expand([data[key]], base, source, f"training.data.{key}")[0]
 
 
 def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
@@ -923,7 +926,12 @@ def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
     return found
 
 
-CWD_PATHS = ("network.trace_dir", "availability.file", "training.data.path")
+CWD_PATHS = (
+    "network.trace_dir",
+    "availability.file",
+    "training.data.path",
+    "training.data.eval_path",
+)
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:

@@ -137,13 +137,39 @@ def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
             prompts = [SYNTHETIC_QUESTION.format(text=text) for text in texts]
             texts = [SYNTHETIC_ANSWER.format(word=ANSWER_WORDS[c]) for c in labels]
         return _finish(spec, "synthetic", texts, *named, task, seed, prompts)
-    pubmedqa = isinstance(spec, PubMedQAData)
-    raw = _read_pubmedqa(spec, task) if pubmedqa else _read_file(spec, task)
+    raw = _read(spec, task)
+    held_out = 0
+    if spec.eval_path is not None:  # appended after the training rows, held out as they are
+        extra = _read(spec.model_copy(update={"path": spec.eval_path}), task)
+        raw, held_out = _concat(raw, extra, f"{spec.eval_path}: "), len(extra.texts)
     declared = PUBMEDQA_LABELS if isinstance(spec, PubMedQAData) else spec.labels
     source = str(spec.path)
     labels = None if raw.labels is None else _encode(raw.labels, declared, raw.where, source)
     groups = None if raw.groups is None else _encode(raw.groups, None, raw.where, source)
-    return _finish(spec, source, raw.texts, labels, groups, task, seed, raw.prompts)
+    named = (labels, groups, task, seed, raw.prompts, held_out)
+    return _finish(spec, source, raw.texts, *named)
+
+
+def _read(spec: FileData | PubMedQAData, task: str) -> _Raw:
+    if isinstance(spec, PubMedQAData):
+        return _read_pubmedqa(spec, task)
+    return _read_file(spec, task)
+
+
+def _concat(first: _Raw, second: _Raw, prefix: str) -> _Raw:
+    """The rows of two files as one, the second's locations naming its file."""
+
+    def both(a: list[str] | None, b: list[str] | None) -> list[str] | None:
+        return None if a is None or b is None else a + b
+
+    where = first.where + [prefix + w for w in second.where]
+    return _Raw(
+        first.texts + second.texts,
+        both(first.labels, second.labels),
+        both(first.groups, second.groups),
+        where,
+        both(first.prompts, second.prompts),
+    )
 
 
 SYNTHETIC_QUESTION = (
@@ -197,13 +223,22 @@ def _finish(
     task: str,
     seed: int,
     prompts: list[str] | None = None,
+    held_out: int = 0,
 ) -> TextData:
     """Subset, check the labels and split: the steps every source shares. Causal LM keeps
-    the labels of instruction data as metadata (to partition by), never as targets."""
+    the labels of instruction data as metadata (to partition by), never as targets. The last
+    `held_out` rows (an evaluation file) are the validation split (capped at eval_samples),
+    and the others all train; otherwise a seeded `validation` fraction is held out."""
     labels = None if task == "causal_lm" and prompts is None else labels
-    keep = _subset(len(texts), spec.max_samples, seed)
+    n_train = len(texts) - held_out
+    keep = _subset(n_train, spec.max_samples, seed)
+    if held_out:
+        keep = np.concatenate([keep, np.arange(n_train, len(texts))])
+        train = np.arange(keep.size - held_out)
+        validation = np.arange(keep.size - held_out, keep.size)[: spec.eval_samples]
+    else:
+        train, validation = _split(source, spec, keep.size, seed)
     label_ids = None if labels is None else labels[0][keep]
-    train, validation = _split(source, spec, keep.size, seed)
     if labels is not None and task == "classification":
         _check_labels(source, label_ids, labels[1], train, validation)
     return TextData(

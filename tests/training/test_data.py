@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from simulator.errors import DataError
+from simulator.errors import DataError, ScenarioError
 from simulator.scenario import FileData, PubMedQAData, SyntheticData
 from simulator.training.data import (
     FILLER,
@@ -443,3 +443,33 @@ def test_fingerprint_depends_on_texts_and_labels():
     regrouped = TextData(**{**vars(data), "groups": None, "train": data.train[:5]})
     fingerprints = {data.fingerprint(), relabelled.fingerprint(), retexted.fingerprint()}
     assert len(fingerprints) == 3 and regrouped.fingerprint() == data.fingerprint()
+
+
+def test_a_separate_evaluation_file_is_the_held_out_split(write_scenario, tmp_path):
+    from conftest import real_scenario_dict
+
+    from simulator.scenario import load_scenario
+
+    train, held = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text("".join(f'{{"q": "train {i}", "a": "A{i % 2}"}}\n' for i in range(12)))
+    held.write_text('{"q": "eval 0", "a": "A0"}\n{"q": "eval 1", "a": "A1"}\n')
+    raw = real_scenario_dict("minilm")
+    raw["training"]["data"] = {
+        "kind": "jsonl",
+        "path": str(train),
+        "eval_path": "eval.jsonl",  # relative to the scenario's folder, like path
+        "prompt": "q",
+        "response": "a",
+    }
+    raw["training"] |= {"task": "causal_lm", "partition": {"kind": "iid"}}
+    spec = load_scenario(write_scenario(raw)).training.data
+    assert spec.eval_path == str(held.resolve())
+    data = load_data(spec, "causal_lm", seed=0)
+    assert [data.prompts[i] for i in data.validation] == ["eval 0", "eval 1"]
+    assert sorted(data.prompts[i] for i in data.train) == sorted(f"train {i}" for i in range(12))
+    held.write_text('{"q": "eval 0"}\n')
+    with pytest.raises(DataError, match=r"eval.jsonl: line 1: missing column 'a'"):
+        load_data(spec, "causal_lm", seed=0)
+    raw["training"]["data"]["eval_path"] = "absent.jsonl"
+    with pytest.raises(ScenarioError, match="training.data.eval_path: 'absent.jsonl' matches no"):
+        load_scenario(write_scenario(raw))
