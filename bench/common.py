@@ -77,3 +77,21 @@ def math_seconds(scenario: Any, scenario_file: Path) -> tuple[float, dict[str, f
             for name, seconds in math.items():
                 parts[name] = parts.get(name, 0.0) + seconds
     return total, parts
+
+
+def timed_local_steps(scenario: Any, examples: int) -> tuple[float, Any]:
+    """Host seconds and LocalStats of one client's local steps (the scenario's training.local)
+    on its first `examples` training examples, from the seeded initial adapter."""
+    import numpy as np
+
+    from simulator.training.local import train_local
+    from simulator.training.real import RealTask
+
+    task = RealTask(scenario)
+    indices = task.data.train[:examples]
+    spec = scenario.training.local
+    start = time.perf_counter()
+    _, stats = train_local(
+        task.model, task.tokens, indices, spec, task.flops, np.random.SeedSequence(0)
+    )
+    return time.perf_counter() - start, stats

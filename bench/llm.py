@@ -18,11 +18,9 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-from common import math_seconds, print_table, save
+from common import math_seconds, print_table, save, timed_local_steps
 
 from simulator.scenario import load_scenario
 
@@ -63,9 +61,6 @@ def load_seconds(cache: str | None) -> float:
 
 def step_seconds() -> list[dict]:
     """Host seconds per local step at two batch shapes."""
-    from simulator.training.local import train_local
-    from simulator.training.real import RealTask
-
     rows = []
     for batch, length in ((4, 128), (4, 256)):
         scenario = load_scenario(
@@ -77,14 +72,7 @@ def step_seconds() -> list[dict]:
                 "training.data.words=[150, 220]",
             ],
         )
-        task = RealTask(scenario)
-        indices = task.data.train[:64]
-        spec = scenario.training.local
-        start = time.perf_counter()
-        _, stats = train_local(
-            task.model, task.tokens, indices, spec, task.flops, np.random.SeedSequence(0)
-        )
-        seconds = time.perf_counter() - start
+        seconds, stats = timed_local_steps(scenario, 64)
         rows.append(
             {
                 "batch": batch,

@@ -20,11 +20,9 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-from common import math_seconds, print_table, save
+from common import math_seconds, print_table, save, timed_local_steps
 
 from simulator.scenario import load_scenario, scenario_from_dict
 
@@ -37,9 +35,6 @@ STEPS = 30
 
 def tokens_per_second() -> list[dict]:
     """Local-training throughput at two batch shapes."""
-    from simulator.training.local import train_local
-    from simulator.training.real import RealTask
-
     rows = []
     for batch, length in ((8, 48), (16, 128)):
         scenario = load_scenario(
@@ -51,14 +46,7 @@ def tokens_per_second() -> list[dict]:
                 "training.data.words=[40, 120]",
             ],
         )
-        task = RealTask(scenario)
-        spec = scenario.training.local
-        indices = task.data.train[:400]
-        start = time.perf_counter()
-        _, stats = train_local(
-            task.model, task.tokens, indices, spec, task.flops, np.random.SeedSequence(0)
-        )
-        seconds = time.perf_counter() - start
+        seconds, stats = timed_local_steps(scenario, 400)
         rows.append(
             {
                 "batch": batch,

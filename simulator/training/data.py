@@ -555,10 +555,7 @@ def _encode_tokens(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
         return_attention_mask=False,
         return_token_type_ids=False,
     )["input_ids"]
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    mask = np.arange(max(int(lengths.max()), 1)) < lengths[:, None]
-    input_ids = np.full(mask.shape, _pad_id(tokenizer), np.int64)
-    input_ids[mask] = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
+    input_ids, mask = _right_pad(ids, pad_id(tokenizer))
     labels = None if data.labels is None else torch.from_numpy(data.labels.copy())
     return Tokens(torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64)), labels)
 
@@ -585,10 +582,7 @@ def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens
         prompt = prompt[-(seq_len - len(response)) :]  # room >= seq_len / 2 > 0
         rows.append(prompt + response)
         lengths.append(len(prompt))
-    sizes = np.fromiter(map(len, rows), np.int64, len(rows))
-    mask = np.arange(max(int(sizes.max()), 1)) < sizes[:, None]
-    input_ids = np.full(mask.shape, _pad_id(tokenizer), np.int64)
-    input_ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), np.int64, int(sizes.sum()))
+    input_ids, mask = _right_pad(rows, pad_id(tokenizer))
     prompt_lengths = np.array(lengths, dtype=np.int64)
     targets = mask & (np.arange(mask.shape[1]) >= prompt_lengths[:, None])
     return Tokens(
@@ -600,7 +594,17 @@ def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens
     )
 
 
-def _pad_id(tokenizer: Any) -> int:
+def _right_pad(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows as one right-padded int64 array and its boolean mask (numpy, no loop)."""
+    lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+    mask = np.arange(max(int(lengths.max()), 1)) < lengths[:, None]
+    input_ids = np.full(mask.shape, pad, np.int64)
+    input_ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), np.int64, int(lengths.sum()))
+    return input_ids, mask
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The id that pads: the tokenizer's pad token, else its EOS, else 0."""
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if candidate is not None:
             return int(candidate)

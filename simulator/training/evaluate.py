@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from simulator.training.data import PUBMEDQA_LABELS, TextData, Tokens
+from simulator.training.data import PUBMEDQA_LABELS, TextData, Tokens, pad_id
 from simulator.training.models import AdapterModel
 
 
@@ -69,7 +69,7 @@ def generate(
     """Greedy answers to the prompts of the examples at `indices` (left-padded batches)."""
     assert tokens.prompt_lengths is not None, "generation needs instruction data"
     model.model.eval()
-    pad = int(tokens.input_ids[0, -1]) if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    pad = pad_id(tokenizer)
     answers: list[str] = []
     for start in range(0, len(indices), batch_size):
         rows = indices[start : start + batch_size].tolist()
