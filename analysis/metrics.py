@@ -17,7 +17,7 @@ from scipy import stats
 
 from analysis.runs import Arm, parameter_count, read_table
 from simulator.errors import SimulatorError
-from simulator.experiment import lower_is_better
+from simulator.recorder import lower_is_better
 
 log = logging.getLogger(__name__)
 

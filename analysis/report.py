@@ -15,7 +15,7 @@ import pandas as pd
 from analysis import metrics, plots
 from analysis.runs import Arm, Runs, find_arms, generations, load_table, parameter_count
 from simulator.errors import SimulatorError
-from simulator.experiment import lower_is_better
+from simulator.recorder import lower_is_better
 
 log = logging.getLogger(__name__)
 

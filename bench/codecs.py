@@ -42,7 +42,7 @@ def codec_throughput() -> list[dict]:
     groups = tuple(Group(f"g{i}", i * GROUP, (GROUP,)) for i in range(N // GROUP))
     update = rng.normal(0, 0.01, N).astype(np.float32)
     fisher = rng.lognormal(0, 1, N).astype(np.float32)
-    cases = [(name, {}, None) for name in registry.BUILTIN_CODECS]
+    cases = [(name, {}, None) for name in registry.CODECS.builtins]
     cases.append(("fstq", {}, 2 * N // 10))  # budgeted: a fifth of dense fp16
     rows = []
     for name, options, budget in cases:
@@ -68,7 +68,7 @@ def fisher_overhead() -> dict:
     """Host seconds per local step: plain, Fisher proxy every step, Algorithm 1 schedule."""
     from simulator.methods.tokens import FisherTokens, TokenOptions
     from simulator.training.local import train_local
-    from simulator.training.real import RealTask
+    from simulator.training.task import RealTask
 
     steps = 20
     scenario = load_scenario(QUICKSTART, [f"training.local.steps={steps}"])
@@ -114,7 +114,7 @@ def inference_reduction() -> dict:
     """Latency and accuracy of MiniLM inference with all tokens vs the top half by score."""
     from simulator.training.inference import reduce_tokens, token_scores
     from simulator.training.local import train_local
-    from simulator.training.real import RealTask
+    from simulator.training.task import RealTask
 
     scenario = load_scenario(
         QUICKSTART,

@@ -85,7 +85,7 @@ def timed_local_steps(scenario: Any, examples: int) -> tuple[float, Any]:
     import numpy as np
 
     from simulator.training.local import train_local
-    from simulator.training.real import RealTask
+    from simulator.training.task import RealTask
 
     task = RealTask(scenario)
     indices = task.data.train[:examples]

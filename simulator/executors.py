@@ -1,6 +1,6 @@
 """Where local training runs: inline, a local process pool, or Ray.
 
-All three run the same `RealTask.client_update` on the same jobs; a client-round's randomness
+All three run the same `client_update` on the same jobs; a client-round's randomness
 comes only from its own seed scope, and every process does its math with the scenario's
 `training.threads` torch threads (float sums depend on the thread count), so the results are
 identical whichever executor runs them and however many workers it has. Each pool or Ray worker
@@ -17,7 +17,8 @@ from typing import Protocol
 
 from simulator.errors import SimulatorError
 from simulator.scenario import Scenario
-from simulator.training.real import Arm, Job, RealTask, Update
+from simulator.training.client import Arm, Job, Update, client_update
+from simulator.training.task import RealTask
 
 
 class Executor(Protocol):
@@ -38,7 +39,7 @@ class InlineExecutor:
 
     def run(self, arm: Arm, jobs: list[Job]) -> list[Update]:
         """Train the jobs in order."""
-        return [self.task.client_update(arm, job) for job in jobs]
+        return [client_update(self.task, arm, job) for job in jobs]
 
     def close(self) -> None:
         """Nothing to release."""
@@ -54,7 +55,7 @@ def _init_worker(scenario: Scenario) -> None:
 
 def _work(arm: Arm, job: Job) -> Update:
     assert _worker_task is not None
-    return _worker_task.client_update(arm, job)
+    return client_update(_worker_task, arm, job)
 
 
 class ProcessExecutor:

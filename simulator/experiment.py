@@ -26,20 +26,18 @@ from tqdm import tqdm
 from simulator.engine import Engine, RoundOutcome, World, build_world
 from simulator.errors import RunDirError
 from simulator.network.link import trace_files
-from simulator.recorder import ROUND_COLUMNS, ArmRecorder, read_json, write_json_atomic
+from simulator.recorder import (
+    ROUND_COLUMNS,
+    ArmRecorder,
+    lower_is_better,
+    read_json,
+    write_json_atomic,
+)
 from simulator.scenario import Method, Scenario, resolved_dict, scenario_from_dict
 from simulator.training.base import Trainer
 from simulator.training.surrogate import SurrogateTrainer
 
 log = logging.getLogger(__name__)
-
-LOWER_IS_BETTER = ("loss", "nll", "perplexity")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Direction of a metric, by name (losses and perplexities fall, the rest rise)."""
-    return metric.endswith(LOWER_IS_BETTER)
-
 
 TrainerFactory = Callable[[Method, Path], Trainer]
 
@@ -51,7 +49,8 @@ def trainers(scenario: Scenario) -> Iterator[TrainerFactory]:
         yield lambda method, folder: SurrogateTrainer(scenario, method)
         return
     from simulator.executors import make_executor
-    from simulator.training.real import RealTask, RealTrainer
+    from simulator.training.real import RealTrainer
+    from simulator.training.task import RealTask
 
     task = RealTask(scenario)
     executor = make_executor(scenario, task)

@@ -32,6 +32,13 @@ from typing import Any
 from simulator.errors import RunDirError
 
 SCHEMA_VERSION = 3
+LOWER_IS_BETTER = ("loss", "nll", "perplexity")  # evals.csv metrics that fall as models improve
+
+
+def lower_is_better(metric: str) -> bool:
+    """Direction of an evals.csv metric, by name (losses and perplexities fall, the rest rise)."""
+    return metric.endswith(LOWER_IS_BETTER)
+
 
 ROUND_COLUMNS = (
     "round",

@@ -26,6 +26,8 @@ from pydantic import (
 
 from simulator.errors import ScenarioError, located
 from simulator.methods import registry
+from simulator.registry import Registry, validate_options
+from simulator.server.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
 from simulator.server.strategies import overselect_count
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -583,6 +585,8 @@ class Method(Model):
     downlink_codec_options: dict[str, Any] = {}
     token_policy: str = registry.NO_POLICY
     token_options: dict[str, Any] = {}
+    server_optimizer: str = DEFAULT_OPTIMIZER
+    server_optimizer_options: dict[str, Any] = {}
     freeze_a: bool = False
     local_steps: Annotated[int, Field(gt=0)] | None = None
 
@@ -604,6 +608,8 @@ class Method(Model):
                 ("codec_options", {}),
                 ("token_policy", registry.NO_POLICY),
                 ("token_options", {}),
+                ("server_optimizer", DEFAULT_OPTIMIZER),
+                ("server_optimizer_options", {}),
             )
             if getattr(self, key) != default
         ]
@@ -613,8 +619,9 @@ class Method(Model):
                 "'real' (a surrogate arm states payload_mb or bits_per_param); remove them"
             )
 
-    def check_real(self) -> None:
-        """Real arms measure payload and compute; modelled costs would be silently ignored."""
+    def check_real(self) -> list[type]:
+        """Real arms measure payload and compute; modelled costs would be silently ignored.
+        Returns the arm's uplink and downlink codec classes."""
         modelled = [
             key
             for key in ("payload_mb", "bits_per_param", "compute_s", "compute_tflop", "downlink_mb")
@@ -625,8 +632,8 @@ class Method(Model):
                 f"arm {self.name!r}: {', '.join(modelled) or 'efficiency'} only apply to "
                 "training.mode = 'surrogate' (real training measures bytes and work); remove them"
             )
-        codecs, policies = registry.BUILTIN_CODECS, registry.BUILTIN_POLICIES
-        self._check_options("codec", self.codec, self.codec_options, codecs)
+        codecs = registry.CODECS
+        up = self._check_options("codec", self.codec, self.codec_options, codecs)
         down = self._check_options(
             "downlink_codec", self.downlink_codec, self.downlink_codec_options, codecs
         )
@@ -637,18 +644,22 @@ class Method(Model):
                 "adapter does not have; use fp16, fp32, qsgd, topk or signsgd"
             )
         if self.token_policy != registry.NO_POLICY:
-            self._check_options("token_policy", self.token_policy, self.token_options, policies)
+            self._check_options(
+                "token_policy", self.token_policy, self.token_options, registry.TOKEN_POLICIES
+            )
         elif self.token_options:
             raise ValueError(f"arm {self.name!r}: token_options need a token_policy")
+        self._check_options(
+            "server_optimizer", self.server_optimizer, self.server_optimizer_options, OPTIMIZERS
+        )
+        return [up, down]
 
-    def _check_options(
-        self, key: str, name: str, options: dict[str, Any], builtins: dict[str, str]
-    ) -> type:
+    def _check_options(self, key: str, name: str, options: dict[str, Any], kind: Registry) -> type:
         """The class `key` names, after checking its options (`<key>_options`, or
         token_options for the token policy)."""
-        cls = registry.resolve(name, builtins, key.replace("_", " "))
+        cls = kind.resolve(name, key.replace("_", " "))
         try:
-            registry.validate_options(cls, options)
+            validate_options(cls, options)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or '(options)'}: {e['msg']}" for e in exc.errors()
@@ -716,11 +727,13 @@ class Scenario(Model):
                 f"evaluation.metric {metric!r} is not reported by this training; "
                 f"use one of {', '.join(self.metrics())}"
             )
+        codecs = []
         for m in self.methods:
             if self.training.mode == "real":
-                m.check_real()
+                codecs += m.check_real()
             else:
                 m.check_surrogate()
+        registry.check_codec_ids(codecs)
         needs_params = [m.name for m in self.methods if m.bits_per_param is not None]
         if needs_params and getattr(self.training, "adapter_params", 1) is None:
             raise ValueError(

@@ -16,11 +16,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from simulator.errors import RunDirError
 from simulator.experiment import prepare_out, run_scenario
-from simulator.scenario import load_scenario, resolved_dict
+from simulator.scenario import Scenario, load_scenario, resolved_dict
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def run_seed(scenario_file: str, overrides: list[str], seed: int, out: str) -> P
     folder = seed_dir(Path(out), seed)
     saved = folder / "scenario.json"
     if saved.exists():
-        if json.loads(saved.read_text(encoding="utf-8")) != resolved_dict(scenario):
+        if not _same_scenario(json.loads(saved.read_text(encoding="utf-8")), scenario):
             raise RunDirError(
                 f"{saved}: holds a different scenario than this sweep's; choose another --out "
                 "or delete the folder"
@@ -46,6 +47,16 @@ def run_seed(scenario_file: str, overrides: list[str], seed: int, out: str) -> P
         prepare_out(folder, Path(scenario_file), scenario)
     run_scenario(scenario, folder, resume=True, progress=False, source=scenario_file)
     return folder
+
+
+def _same_scenario(saved: dict, scenario: Scenario) -> bool:
+    """Whether a saved resolved scenario is this one, read through today's schema (so a
+    default added since the folder was written is no difference)."""
+    try:
+        before = Scenario.model_validate(saved)
+    except ValidationError:
+        return False
+    return resolved_dict(before) == resolved_dict(scenario)
 
 
 @dataclass(frozen=True)

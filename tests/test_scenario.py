@@ -320,7 +320,7 @@ def test_set_paths_through_a_symlinked_folder(write_scenario, shared_traces, tmp
         (
             "collections:OrderedDict",
             "codec 'collections:OrderedDict' is not a codec: it lacks codec_id, needs_fisher, "
-            "encode, decode",
+            "fisher_rho, budget_for, encode, decode",
         ),
     ],
 )

@@ -8,8 +8,9 @@ which the trainer stores per client, so one codec object serves every client and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,14 +58,52 @@ class Codec(Protocol):
     """Client-side encode, server-side decode; `len(encode(...))` is the uplink size."""
 
     name: str
-    codec_id: int  # written into every frame; unique among codecs
+    codec_id: int  # written into every frame; unique among codecs (checked at load)
     needs_fisher: bool  # whether local training must estimate the diagonal Fisher
+    fisher_rho: float | None  # that estimate's EMA factor ρ (None without one)
+
+    def budget_for(self, capacity: Callable[[float], int]) -> int | None:
+        """This client-round's cap on len(message), given capacity(seconds) = the bytes the
+        client's uplink delivers within that many seconds of receiving the global state;
+        None for no cap."""
 
     def encode(self, update: np.ndarray, context: CodecContext) -> bytes:
         """The message a client sends for this flat float32 update."""
 
     def decode(self, message: bytes, context: CodecContext) -> np.ndarray:
         """The flat float32 update a message carries; raises MessageError if malformed."""
+
+
+class CodecBase:
+    """Defaults for the Codec members most codecs share: no Fisher estimate, no budget."""
+
+    needs_fisher: bool = False
+    fisher_rho: float | None = None
+
+    def budget_for(self, capacity: Callable[[float], int]) -> int | None:
+        """No cap."""
+        return None
+
+
+class TokenHook(Protocol):
+    """One client-round of a token policy, as local training sees it (simulator/training/
+    local.py documents when each is called)."""
+
+    def wants_scores(self, step: int) -> bool:
+        """Whether this step must compute per-token losses and embedding-gradient scores."""
+
+    def weights(self, step: int, batch: Any) -> Any:
+        """Per-token loss weights [B, T] for this step, or None for all ones."""
+
+    def observe(self, step: int, batch: Any, token_loss: Any, token_grad_sq: Any) -> None:
+        """Per-token losses and squared embedding-gradient norms [B, T] of a scored step."""
+
+
+class TokenPolicy(Protocol):
+    """Which tokens a client learns from: a fresh hook per client-round."""
+
+    def hook(self, vocab_size: int, special_ids: list[int], seed: int) -> TokenHook:
+        """The hook of one client-round (its scores start afresh), seeded by the round."""
 
 
 def prepare(update: np.ndarray, context: CodecContext, ef: bool) -> np.ndarray:

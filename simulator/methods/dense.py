@@ -8,18 +8,17 @@ import numpy as np
 from pydantic import BaseModel
 
 from simulator.errors import MessageError
-from simulator.methods.base import CodecContext
+from simulator.methods.base import CodecBase, CodecContext
 from simulator.methods.packing import frame, unframe
-from simulator.methods.registry import NoOptions
+from simulator.registry import NoOptions
 
 
-class _Dense:
+class _Dense(CodecBase):
     """The whole flat update in one floating-point dtype, little-endian."""
 
     name: ClassVar[str]
     codec_id: ClassVar[int]
     dtype: ClassVar[np.dtype]
-    needs_fisher = False
     Options = NoOptions
 
     def __init__(self, options: BaseModel | None = None) -> None:

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.errors import MessageError
 from simulator.methods import kernels
-from simulator.methods.base import CodecContext, Group, prepare
+from simulator.methods.base import CodecBase, CodecContext, Group, prepare
 from simulator.methods.packing import (
     OVERHEAD,
     Reader,
@@ -93,7 +93,7 @@ class FSTQOptions(BaseModel):
         return self
 
 
-class FedFSTQ:
+class FedFSTQ(CodecBase):
     """Fisher-guided {0, 2, 4, 16}-bit allocation, group-wise symmetric quantisation."""
 
     name = "fstq"

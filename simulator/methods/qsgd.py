@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.errors import MessageError
-from simulator.methods.base import CodecContext, Group, prepare
+from simulator.methods.base import CodecBase, CodecContext, Group, prepare
 from simulator.methods.packing import Reader, frame, pack_uint, unframe
 
 _FP32_MAX = float(np.finfo(np.float32).max)
@@ -53,12 +53,11 @@ def buckets(groups: tuple[Group, ...], bucket: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate(starts), np.concatenate(lengths)
 
 
-class QSGD:
+class QSGD(CodecBase):
     """Per-bucket fp32 norms and one sign+level code per coordinate."""
 
     name = "qsgd"
     codec_id = 3
-    needs_fisher = False
     Options = QSGDOptions
 
     def __init__(self, options: QSGDOptions | None = None) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from simulator.errors import MessageError
-from simulator.methods.base import CodecContext, prepare
+from simulator.methods.base import CodecBase, CodecContext, prepare
 from simulator.methods.packing import Reader, frame, pack_uint, unframe
 
 
@@ -45,12 +45,11 @@ def _expand(scales: np.ndarray, non_negative: np.ndarray, context: CodecContext)
     return np.where(non_negative, magnitude, -magnitude)
 
 
-class SignSGD:
+class SignSGD(CodecBase):
     """One sign bit per coordinate and one fp32 scale per group."""
 
     name = "signsgd"
     codec_id = 5
-    needs_fisher = False
     Options = SignSGDOptions
 
     def __init__(self, options: SignSGDOptions | None = None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.errors import MessageError
-from simulator.methods.base import CodecContext, prepare
+from simulator.methods.base import CodecBase, CodecContext, prepare
 from simulator.methods.packing import Reader, encode_positions, frame, unframe
 
 _FP16_MAX = float(np.finfo(np.float16).max)
@@ -63,12 +63,11 @@ def top_positions(magnitude: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.concatenate([above, ties]))
 
 
-class TopK:
+class TopK(CodecBase):
     """The k largest-magnitude coordinates as fp16 values plus per-group position blocks."""
 
     name = "topk"
     codec_id = 4
-    needs_fisher = False
     Options = TopKOptions
 
     def __init__(self, options: TopKOptions | None = None) -> None:

@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.errors import MessageError
+from simulator.methods import registry
 from simulator.methods.base import CodecContext, Group
 from simulator.methods.packing import frame, unframe
-from simulator.methods.registry import BUILTIN_CODECS, codec, resolve
+from simulator.methods.registry import codec
 
 FUZZ = settings(
     max_examples=200,
@@ -31,9 +32,9 @@ FUZZ = settings(
 
 def _codec_params() -> list:
     params = []
-    for name in BUILTIN_CODECS:
+    for name in registry.CODECS.builtins:
         try:
-            resolve(name, BUILTIN_CODECS, "codec")
+            registry.CODECS.resolve(name)
         except ValueError as exc:
             params.append(pytest.param(name, marks=pytest.mark.skip(reason=str(exc))))
         else:

@@ -25,7 +25,8 @@ from simulator.methods.base import CodecContext
 from simulator.methods.packing import OVERHEAD
 from simulator.scenario import load_scenario
 from simulator.training.base import LocalResult
-from simulator.training.real import RealTask, RealTrainer
+from simulator.training.real import RealTrainer
+from simulator.training.task import RealTask
 
 pytestmark = pytest.mark.slow
 TABLES = ("rounds.csv", "clients.csv", "evals.csv", "partition.csv", "summary.json")
@@ -322,17 +323,17 @@ def test_downlink_codec_sets_the_broadcast_clients_train_from(
         {"name": "q2", "downlink_codec": "qsgd", "downlink_codec_options": {"bits": 2}},
     ]
     trainers = _trainers(write_scenario, tiny_models, tmp_path, methods)
-    exact = trainers["fp32"].global_flat
+    exact = trainers["fp32"].server.weights
     assert trainers["fp16"].downlink_bytes(0) == OVERHEAD + 2 * exact.size
     assert trainers["fp32"].downlink_bytes(5) == OVERHEAD + 4 * exact.size
     assert trainers["q2"].downlink_bytes(0) < trainers["fp16"].downlink_bytes(0) // 4
-    np.testing.assert_array_equal(trainers["fp32"].broadcast()[1], exact)
+    np.testing.assert_array_equal(trainers["fp32"].server.broadcast()[1], exact)
     fp16 = exact.astype(np.float16).astype(np.float32)
-    np.testing.assert_array_equal(trainers["fp16"].broadcast()[1], fp16)
+    np.testing.assert_array_equal(trainers["fp16"].server.broadcast()[1], fp16)
     assert not np.array_equal(fp16, exact)  # the initial A matrices are not fp16 numbers
     lossy = trainers["q2"]
     lossy.begin_round([(3, 1), (5, 1)], lambda client, seconds: 0)
-    received = lossy.broadcast()[1]
+    received = lossy.server.broadcast()[1]
     assert np.abs(received - exact).max() > 1e-3  # 2-bit levels
     jobs = lossy.executor.jobs
     assert [j.client for j in jobs] == [3, 5]
@@ -342,19 +343,19 @@ def test_downlink_codec_sets_the_broadcast_clients_train_from(
 def test_weighted_aggregation_of_decoded_updates(write_scenario, tiny_models, tmp_path):
     methods = [{"name": "fp32", "codec": "fp32"}]
     trainer = _trainers(write_scenario, tiny_models, tmp_path, methods)["fp32"]
-    context = CodecContext(trainer.groups)
-    size = trainer.global_flat.size
+    context = CodecContext(trainer.server.groups)
+    size = trainer.server.weights.size
     up = trainer.codec.encode(np.full(size, 1.0, np.float32), context)
     down = trainer.codec.encode(np.full(size, -2.0, np.float32), context)
-    before = trainer.global_flat.copy()
+    before = trainer.server.weights.copy()
     received = [(0, LocalResult(up, 30)), (1, LocalResult(b"junk", 5)), (0, LocalResult(down, 10))]
     assert trainer.aggregate(4, received, [1.0, 1.0, 0.5]) == {1}  # a position, not a client
     # (30·1 · 1 + 10·0.5 · -2) / (30·1 + 10·0.5) = 20 / 35
-    np.testing.assert_allclose(trainer.global_flat - before, 20 / 35, rtol=1e-5)
-    assert trainer.round_done == 4
+    np.testing.assert_allclose(trainer.server.weights - before, 20 / 35, rtol=1e-5)
+    assert trainer.server.version == 4
     # the next broadcast is the new global adapter, in the default fp16 downlink
-    fp16 = trainer.global_flat.astype(np.float16).astype(np.float32)
-    np.testing.assert_array_equal(trainer.broadcast()[1], fp16)
+    fp16 = trainer.server.weights.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(trainer.server.broadcast()[1], fp16)
 
 
 def test_lossy_downlink_changes_training(write_scenario, tiny_models, tmp_path):

@@ -19,9 +19,9 @@ from typing import Any
 
 from analysis import metrics, plots
 from analysis.report import per_seed_values
-from analysis.results_doc import HEADLINE_ARMS, render
 from analysis.runs import Arm, find_arms, parameter_count
 from simulator.sweep import SeedTask, run_tasks
+from studies.results_doc import HEADLINE_ARMS, render
 
 log = logging.getLogger(__name__)
 
