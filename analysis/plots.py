@@ -182,8 +182,3 @@ def save(fig: Figure, out: str | Path) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
-
-
-def quality_vs_time(run: Runs, out: str | Path, metric: str | None = None) -> Path:
-    """Quality against simulated wall-clock, one line per arm; writes the figure, returns it."""
-    return save(quality_figure(run, "time", metric), out)

@@ -31,8 +31,3 @@ def test_seed_band_is_the_mean_of_the_seeds(tmp_path):
     line = fig.axes[0].lines[0]  # dense: accuracy + 0, 0.01, 0.02 over seeds -> mean + 0.01
     assert np.allclose(line.get_ydata(), [0.11, 0.51, 0.71])
     assert np.allclose(line.get_xdata(), [0.0, 10.0, 20.0])
-
-
-def test_quality_vs_time_keeps_its_signature(tmp_path):
-    out = plots.quality_vs_time(hand_run(tmp_path), tmp_path / "q" / "quality_vs_time.png")
-    assert out.read_bytes().startswith(b"\x89PNG")

@@ -21,7 +21,7 @@ from conftest import (
 
 from simulator.executors import InlineExecutor
 from simulator.experiment import load_resumable, prepare_out, run_scenario
-from simulator.methods.base import CodecContext
+from simulator.methods.base import CodecBase, CodecContext
 from simulator.methods.packing import OVERHEAD
 from simulator.scenario import load_scenario
 from simulator.training.base import LocalResult
@@ -240,12 +240,12 @@ def test_fed_fstq_sends_fewer_bytes_than_dense(write_scenario, tiny_models, tmp_
     assert max(sizes["fstq-link"]) <= 500 and max(sizes["fstq-link"]) > 400
 
 
-class RecordingCodec:
+class RecordingCodec(CodecBase):
     """A user codec named by `module:Class`: fp16, remembering the length of every message."""
 
     from simulator.methods.dense import DenseFP16 as _inner
 
-    name, codec_id, needs_fisher, Options = "recording", 42, False, _inner.Options
+    name, codec_id, Options = "recording", 42, _inner.Options
     sent: ClassVar[list[int]] = []
 
     def __init__(self, options) -> None:
