@@ -1,0 +1,94 @@
+"""The engine alone, driven with a fake trainer: what it asks the trainer, when, and what it
+reports (no TOML run, no recorder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from conftest import scenario_dict
+
+from simulator.engine import Engine, RoundOutcome, build_world
+from simulator.recorder import ROUND_COLUMNS
+from simulator.scenario import Scenario
+from simulator.training.base import LocalResult
+
+MB = 1_000_000
+
+
+class FakeTrainer:
+    """Fixed sizes and costs; records every call; rejects the clients listed in `reject`."""
+
+    mode, source = "fake", "fake"
+
+    def __init__(self, reject: frozenset[int] = frozenset()) -> None:
+        self.reject = reject
+        self.calls: list[tuple] = []
+
+    def downlink_bytes(self, client: int) -> int:
+        return 2 * MB
+
+    def begin_round(self, starts: list[tuple[int, int]], uplink: Callable) -> None:
+        self.calls.append(("begin", sorted(starts), uplink(starts[0][0], 1.0)))
+
+    def train(self, client: int, round_index: int) -> LocalResult:
+        return LocalResult(1 * MB, 10 + client, compute_s=2.0)
+
+    def aggregate(self, round_index, received, weights=None) -> set[int]:
+        clients = [client for client, _ in received]
+        self.calls.append(("aggregate", round_index, clients, weights))
+        return {i for i, client in enumerate(clients) if client in self.reject}
+
+
+def _run(trainer: FakeTrainer, **sections) -> list[RoundOutcome]:
+    scenario = Scenario.model_validate(scenario_dict(**sections))
+    engine = Engine(build_world(scenario), scenario.methods[0], trainer)
+    outcomes: list[RoundOutcome] = []
+    engine.run(1, 0.0, outcomes.append)
+    return outcomes
+
+
+def test_sync_rounds_ask_the_trainer_in_order_and_last_download_plus_compute_plus_upload():
+    trainer = FakeTrainer()
+    outcomes = _run(trainer)
+    # 2 MB at 16 Mbps = 1 s, compute 2 s, 1 MB at 8 Mbps = 1 s: every round lasts 4 s
+    assert [(o.round, o.start_s, o.end_s) for o in outcomes] == [(1, 0, 4), (2, 4, 8), (3, 8, 12)]
+    kinds = [call[0] for call in trainer.calls]
+    assert kinds == ["begin", "aggregate"] * 3
+    begin, aggregate = trainer.calls[:2]
+    assert begin[1] == [(c, 1) for c in range(4)]  # everyone, keyed by the round
+    assert begin[2] == 1 * MB  # what the uplink delivers in 1 s from receiving the state
+    assert aggregate[1] == 1 and sorted(aggregate[2]) == [0, 1, 2, 3] and aggregate[3] is None
+    assert all(o.received == 4 for o in outcomes)
+
+
+def test_a_rejected_message_becomes_corrupt_and_is_not_counted_received():
+    outcomes = _run(FakeTrainer(reject=frozenset({2})))
+    first = outcomes[0]
+    assert first.received == 3
+    assert {c.client: c.status for c in first.clients}[2] == "corrupt"
+    assert first.row()[ROUND_COLUMNS.index("corrupt")] == 1
+
+
+@pytest.mark.parametrize("deadline", [3.5, 100.0])
+def test_a_deadline_cuts_the_uploads_still_running(deadline):
+    trainer = FakeTrainer()
+    outcomes = _run(trainer, server={"rounds": 1, "strategy": "deadline", "deadline_s": deadline})
+    (outcome,) = outcomes
+    statuses = {c.status for c in outcome.clients}
+    if deadline < 4:
+        assert outcome.end_s == deadline and statuses == {"late"} and outcome.received == 0
+        assert all(c.up_bytes == MB // 2 for c in outcome.clients)  # half the upload by then
+        assert trainer.calls[-1] == ("aggregate", 1, [], None)
+    else:
+        assert outcome.end_s == 4 and statuses == {"ok"} and outcome.received == 4
+
+
+def test_fedbuff_hands_staleness_weights_to_the_trainer():
+    trainer = FakeTrainer()
+    server = {"rounds": 2, "strategy": "fedbuff", "concurrency": 4, "buffer_size": 2}
+    outcomes = _run(trainer, server=server)
+    assert [o.round for o in outcomes] == [1, 2]
+    aggregates = [call for call in trainer.calls if call[0] == "aggregate"]
+    assert [len(call[2]) for call in aggregates] == [2, 2]
+    assert aggregates[0][3] == [1.0, 1.0]  # fresh updates: w(0) = 1
