@@ -59,7 +59,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
     from simulator.checks import check_scenario
-    from simulator.experiment import check_out, prepare_out, replacing, run_scenario
+    from simulator.experiment import check_out, prepare_out, run_scenario
+    from simulator.recorder import replacing
     from simulator.scenario import load_scenario
 
     if not args.scenario:

@@ -1,8 +1,9 @@
 """Devices: classes, per-client compute speed, energy, and availability over time.
 
-Training speed is sustained training FLOP/s (F_eff_train in ../shared/reference/device-speeds.md
-§3). A class gives a [p10, p90] range in TFLOP/s; each client draws its own speed lognormally
-inside it, once, from the "devices" seed stream. Compute time = work (FLOPs) / speed, so any
+Training speed is sustained training FLOP/s (what published training benchmarks of each
+device class sustain, well below the peak). A class gives a [p10, p90] range in TFLOP/s; each
+client draws its own speed inside it (lognormally, or by the scenario's device model), once,
+from the "devices" seed stream. Compute time = work (FLOPs) / speed, so any
 model's per-token cost maps to seconds the same way. Powers are defaults of the right order
 (the paper's Jetson: 4 W compute, 2 W transmit); override them per class in the scenario.
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from simulator import seeds
 from simulator.errors import ScenarioError, TraceError, located
+from simulator.registry import NoOptions, Registry
 from simulator.scenario import (
     Availability,
     BernoulliAvailability,
@@ -118,6 +120,31 @@ def _counts(fractions: list[float], n: int) -> list[int]:
     return counts
 
 
+class LognormalSpeed:
+    """Each client's sustained TFLOP/s drawn lognormally so that its class's [p10, p90] holds
+    80 % of the clients (the default device model)."""
+
+    def __init__(self, options: NoOptions) -> None:
+        self.options = options
+
+    def tflops(self, p10: np.ndarray, p90: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+        """Every client's speed from its class's p10 and p90 (arrays over clients)."""
+        lo, hi = np.log(p10), np.log(p90)
+        z = gen.standard_normal(len(p10))
+        return np.exp((lo + hi) / 2 + z * (hi - lo) / (2 * _Z90))
+
+
+# How a client's speed follows from its device class: `population.device_model` names a
+# built-in or `package.module:Class` (with `device_model_options`), drawn from the "devices"
+# seed stream.
+DEVICE_MODELS = Registry(
+    "device model",
+    {"lognormal": f"{__name__}:LognormalSpeed"},
+    ("tflops",),
+    "simulator/devices.py",
+)
+
+
 def build_fleet(
     population: Population, specs: dict[str, DeviceSpec], seed: int, source: str
 ) -> Fleet:
@@ -138,10 +165,10 @@ def build_fleet(
     counts = _counts([fraction for _, fraction in mix], population.clients)
     index = np.repeat(np.arange(len(chosen)), counts)
     index = seeds.rng(seed, "population").permutation(index)
-    lo = np.log([c.tflops[0] for c in chosen])[index]
-    hi = np.log([c.tflops[1] for c in chosen])[index]
-    z = seeds.rng(seed, "devices").standard_normal(population.clients)
-    flops = np.exp((lo + hi) / 2 + z * (hi - lo) / (2 * _Z90)) * 1e12
+    p10 = np.array([c.tflops[0] for c in chosen])[index]
+    p90 = np.array([c.tflops[1] for c in chosen])[index]
+    model = DEVICE_MODELS.build(population.device_model, population.device_model_options)
+    flops = model.tflops(p10, p90, seeds.rng(seed, "devices")) * 1e12
 
     def per_client(attr: str) -> list[float]:
         return np.array([getattr(c, attr) for c in chosen])[index].tolist()
@@ -384,25 +411,3 @@ class AvailabilityModel:
     def dropped_one(self, key: int, client: int) -> bool:
         """Whether the client started under `key` drops out (FedBuff: one draw per start)."""
         return bool(self.dropped(key, np.array([client]))[0])
-
-    def pick(self, key: int, t: float, n_clients: int, busy: set[int]) -> int | None:
-        """One client, uniform among those online at t and not busy (None when there is none).
-
-        Drawn from the selection scope of `key`: a few cheap candidates first, then a full
-        permutation, so a pick is usually O(1) yet never misses an eligible client.
-        """
-        gen = seeds.rng(self.seed, "selection", key)
-        for order in (gen.integers(0, n_clients, 8), gen.permutation(n_clients)):
-            for client in order.tolist():
-                if client not in busy and self.online_until(client, t) > t:
-                    return client
-        return None
-
-    def select(self, round_index: int, t: float, n_clients: int, k: int) -> np.ndarray:
-        """k clients sampled without replacement among those online at t (fewer if not enough)."""
-        gen = seeds.rng(self.seed, "selection", round_index)
-        if self.sessions is None:
-            return gen.choice(n_clients, k, replace=False)
-        order = gen.permutation(n_clients)
-        online = (c for c in order.tolist() if self.online_until(c, t) > t)
-        return np.fromiter(itertools.islice(online, k), dtype=np.int64)

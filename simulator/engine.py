@@ -55,8 +55,10 @@ from simulator.devices import AvailabilityModel, Fleet, build_fleet
 from simulator.errors import StalledRunError
 from simulator.network.faults import LOST, FaultModel
 from simulator.network.link import LinkSet, build_links
+from simulator.recorder import ClientRow, RoundRow
 from simulator.scenario import Method, Scenario
-from simulator.server.strategies import FedBuff, Plan, RoundStrategy, make_strategy
+from simulator.server.selection import Selection
+from simulator.server.strategies import FedBuff, Plan, RoundStrategy
 from simulator.training.base import LocalResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -157,20 +159,20 @@ class ClientRound:
             self.times[2 * later] = self.times[2 * later + 1] = None
             self.busy[later] = 0.0
 
-    def row(self, device: str) -> tuple[Any, ...]:
+    def row(self, device: str) -> ClientRow:
         """The clients.csv row."""
-        return (
+        return ClientRow(
             self.round,
             self.client,
             device,
             self.status,
             self.phase,
             *self.times,
-            self.down_bytes,
-            self.up_bytes,
-            self.energy,
-            self.version,
-            self.staleness,
+            downlink_bytes=self.down_bytes,
+            uplink_bytes=self.up_bytes,
+            energy_j=self.energy,
+            version=self.version,
+            staleness=self.staleness,
         )
 
     def state(self) -> dict[str, Any]:
@@ -230,7 +232,8 @@ class Engine:
         self.trainer = trainer
         self.status = status or (lambda text: None)  # what the server waits for, for a human
         sc = world.scenario
-        self.strategy = make_strategy(sc.server, sc.population.per_round)
+        self.strategy = sc.server.build(sc.population.per_round)
+        self.selection = Selection(world.availability, sc.seed, sc.population.clients)
         self.env = simpy.Environment()
         self.in_flight: dict[int, ClientRound] = {}  # FedBuff: started, not yet handled, by key
         self.next_key = 1  # FedBuff: the next start's counter
@@ -344,7 +347,7 @@ class Engine:
         env, availability = self.env, self.world.availability
         n = self.world.scenario.population.clients
         while True:
-            chosen = availability.select(round_index, env.now, n, k)
+            chosen = self.selection.cohort(round_index, env.now, k)
             if len(chosen):
                 return chosen
             # the looks SimPy's clock would reach one timeout after another
@@ -413,7 +416,6 @@ class Engine:
         version, now = first_round - 1, env.now
         opened = now
         window: list[ClientRound] = []  # ended since the last server update
-        weights: list[float] = []  # of the buffered updates, in window order
         fruitless: Counter[str] = Counter()  # ends since the last buffered update, by status
         while version < rounds:
             for key in [k for k, rec in self.in_flight.items() if rec.end <= now]:
@@ -422,15 +424,13 @@ class Engine:
                 window.append(rec)
                 if rec.result is not None:
                     rec.staleness = version - rec.version
-                    weight = fedbuff.weight(rec.staleness)
-                    if weight is None:
+                    if not fedbuff.receive(rec.staleness):
                         rec.status, rec.result = "stale", None
                 if rec.result is None:
                     fruitless[rec.status] += 1
                     continue
                 fruitless.clear()
-                weights.append(weight)
-                if len(weights) < fedbuff.buffer_size:
+                if not fedbuff.full():
                     continue
                 version += 1
                 if version == rounds:
@@ -439,8 +439,8 @@ class Engine:
                         other.round = version
                     window += self.in_flight.values()
                     self.in_flight.clear()
-                outcome = self._aggregate(version, (opened, now), window, rec, weights)
-                window, weights, opened = [], [], now
+                outcome = self._aggregate(version, (opened, now), window, rec, fedbuff.flush())
+                window, opened = [], now
                 on_round(outcome)
                 if version == rounds:
                     return
@@ -448,7 +448,7 @@ class Engine:
                 raise _no_updates(fruitless, version + 1)
             self._refill(version, now)
             ends = [rec.end for rec in self.in_flight.values()]
-            if len(self.in_flight) < fedbuff.concurrency:
+            if len(self.in_flight) < fedbuff.options.concurrency:
                 ends.append(self._next_look(now, min(ends, default=now + MAX_WAIT_S)))
             wake = min(ends)
             yield env.timeout(max(0.0, wake - env.now))
@@ -473,11 +473,11 @@ class Engine:
     def _refill(self, version: int, now: float) -> None:
         """Start online, idle clients on the current version until C are in flight."""
         w, population = self.world, self.world.scenario.population
-        n, slots = population.clients, self.strategy.cohort(population.per_round)
+        slots = self.strategy.cohort(population.per_round)
         busy = {rec.client for rec in self.in_flight.values()}
         records: list[ClientRound] = []
         while len(self.in_flight) + len(records) < slots:
-            client = w.availability.pick(self.next_key, now, n, busy)
+            client = self.selection.one(self.next_key, now, busy)
             if client is None:
                 break
             busy.add(client)
@@ -526,28 +526,28 @@ class RoundOutcome:
     received: int
     straggler: ClientRound | None  # the client the round waited on last
 
-    def row(self) -> tuple[Any, ...]:
+    def row(self) -> RoundRow:
         """The rounds.csv row (energy over clients that did any work)."""
         worked = [c for c in self.clients if c.status != "dropped"]
         energies = np.array([c.energy for c in worked]) if worked else np.zeros(1)
         slowest = self.straggler
-        phase = "" if slowest is None else PHASES[int(np.argmax(slowest.busy))]
         statuses = Counter(c.status for c in self.clients)
-        return (
-            self.round,
-            self.start_s,
-            self.end_s,
-            self.end_s - self.start_s,
-            len(self.clients),
-            self.received,
-            *(statuses[s] for s in COUNTED),
-            sum(c.up_bytes for c in self.clients),
-            sum(c.down_bytes for c in self.clients),
-            float(energies.mean()),
-            float(energies.max()),
-            "" if slowest is None else slowest.client,
-            phase,
+        return RoundRow(
+            round=self.round,
+            start_s=self.start_s,
+            end_s=self.end_s,
+            duration_s=self.end_s - self.start_s,
+            selected=len(self.clients),
+            received=self.received,
+            **{status: statuses[status] for status in COUNTED},
+            uplink_bytes=sum(c.up_bytes for c in self.clients),
+            downlink_bytes=sum(c.down_bytes for c in self.clients),
+            energy_j_mean=float(energies.mean()),
+            energy_j_max=float(energies.max()),
+            slowest_client="" if slowest is None else slowest.client,
+            slowest_phase="" if slowest is None else PHASES[int(np.argmax(slowest.busy))],
         )
 
 
+# the statuses rounds.csv counts, one column each (a client-round that is none of them is ok)
 COUNTED = ("dropped", "interrupted", "corrupt", LOST, "late", "cancelled", "stale")

@@ -11,8 +11,6 @@ import csv
 import hashlib
 import logging
 import math
-import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -27,11 +25,12 @@ from simulator.engine import Engine, RoundOutcome, World, build_world
 from simulator.errors import RunDirError
 from simulator.network.link import trace_files
 from simulator.recorder import (
-    ROUND_COLUMNS,
+    RUN_FILE,
     ArmRecorder,
+    EvalRow,
     lower_is_better,
     read_json,
-    write_json_atomic,
+    write_run_files,
 )
 from simulator.scenario import Method, Scenario, resolved_dict, scenario_from_dict
 from simulator.training.base import Trainer
@@ -39,14 +38,14 @@ from simulator.training.surrogate import SurrogateTrainer
 
 log = logging.getLogger(__name__)
 
-TrainerFactory = Callable[[Method, Path], Trainer]
+TrainerFactory = Callable[[Method, ArmRecorder], Trainer]
 
 
 @contextmanager
 def trainers(scenario: Scenario) -> Iterator[TrainerFactory]:
     """A factory of per-arm trainers; real training shares one model and executor per run."""
     if scenario.training.mode == "surrogate":
-        yield lambda method, folder: SurrogateTrainer(scenario, method)
+        yield lambda method, recorder: SurrogateTrainer(scenario, method)
         return
     from simulator.executors import make_executor
     from simulator.training.real import RealTrainer
@@ -55,7 +54,7 @@ def trainers(scenario: Scenario) -> Iterator[TrainerFactory]:
     task = RealTask(scenario)
     executor = make_executor(scenario, task)
     try:
-        yield lambda method, folder: RealTrainer(task, executor, method, folder)
+        yield lambda method, recorder: RealTrainer(task, executor, method, recorder)
     finally:
         executor.close()
 
@@ -76,10 +75,11 @@ class ArmRun:
         self.uplink_cum = 0
         self.devices = world.fleet.class_names()
 
-    def _evals(self, round_number: int, time_s: float) -> list[tuple[Any, ...]]:
+    def _evals(self, round_number: int, time_s: float) -> list[EvalRow]:
         metrics = self.trainer.evaluate(round_number)
+        source = self.trainer.source
         return [
-            (round_number, time_s, self.uplink_cum, name, value, self.trainer.source)
+            EvalRow(round_number, time_s, self.uplink_cum, name, value, source)
             for name, value in metrics.items()
         ]
 
@@ -94,14 +94,14 @@ class ArmRun:
 
     def _on_round(self, outcome: RoundOutcome) -> None:
         row = outcome.row()
-        self.uplink_cum += row[ROUND_COLUMNS.index("uplink_bytes")]
+        self.uplink_cum += row.uplink_bytes
         devices = self.devices
         rows: dict[str, list] = {
             "rounds": [row],
             "clients": [c.row(devices[c.client]) for c in outcome.clients],
         }
         every, last = self.scenario.evaluation.every, self.scenario.server.rounds
-        if outcome.round % every == 0 or outcome.round == last:
+        if self.engine.strategy.evaluates(outcome.round, every, last):
             rows["evals"] = self._evals(outcome.round, outcome.end_s)
         self.recorder.append(rows, self._state(outcome.round + 1, outcome.end_s))
         self.bar.update(1)
@@ -120,7 +120,7 @@ class ArmRun:
             first, now = state["next_round"], state["now"]
             self.bar.update(first - 1)
         self.engine.run(first, now, self._on_round)
-        self.trainer.finish(self.recorder.folder)
+        self.trainer.finish()
         self.recorder.manifest["host_seconds_math"] = self.trainer.host_seconds()
         self.recorder.finish(
             summarise(self.recorder.folder, self.scenario, self.method, self.trainer.mode)
@@ -216,9 +216,6 @@ def _manifest(scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
     }
 
 
-RUN_FILE = "run.json"  # what `run` was asked for beyond the scenario (the --arms selection)
-
-
 def _is_arm_folder(path: Path) -> bool:
     return (path / "manifest.json").is_file()
 
@@ -264,44 +261,13 @@ def check_out(out: Path, force: bool) -> None:
         ) from None
 
 
-@contextmanager
-def replacing(out: Path) -> Iterator[Callable[[], None]]:
-    """Set an existing run directory aside while a new run starts in its place: if the new run
-    fails before it has started (the callable yielded marks that), the old one is put back; once
-    it has started, the old one is deleted."""
-    aside = None
-    if out.is_dir() and any(out.iterdir()):
-        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        os.replace(out, aside)
-    started = False
-
-    def start() -> None:
-        nonlocal started
-        if not started and aside is not None:
-            shutil.rmtree(aside)
-        started = True
-
-    try:
-        yield start
-    except BaseException:
-        if not started:
-            shutil.rmtree(out, ignore_errors=True)
-            if aside is not None:
-                os.replace(aside, out)
-        raise
-
-
 def prepare_out(
     out: Path, scenario_file: Path | None, scenario: Scenario, arms: list[str] | None = None
 ) -> None:
     """Write a run directory's scenario (resolved, and the file as given) and arm selection;
     refuses a folder that already holds results (`replacing` sets them aside first)."""
     check_out(out, force=False)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "scenario.json", resolved_dict(scenario))
-    write_json_atomic(out / RUN_FILE, {"arms": arms})
-    if scenario_file is not None:
-        shutil.copyfile(scenario_file, out / "scenario.toml")
+    write_run_files(out, resolved_dict(scenario), arms, scenario_file)
 
 
 def load_resumable(out: Path) -> tuple[Scenario, list[str] | None]:
@@ -346,9 +312,9 @@ def run_scenario(
                 bar.update(scenario.server.rounds)
                 continue
             bar.set_postfix_str(method.name)
-            trainer = make_trainer(method, folder)
-            recorder = ArmRecorder(folder, _manifest(scenario, method, trainer.mode), resume)
-            write_json_atomic(folder / "scenario.json", resolved_dict(scenario))
+            manifest = _manifest(scenario, method, scenario.training.mode)
+            recorder = ArmRecorder(folder, manifest, resume, resolved_dict(scenario))
+            trainer = make_trainer(method, recorder)
             try:
                 ArmRun(world, method, trainer, recorder, bar).run()
             finally:

@@ -8,6 +8,14 @@ Layout of `OUT/<arm>/`:
     manifest.json   schema version, package versions, seed, mode, host start/end times
     scenario.json   the resolved scenario
     checkpoint.json after every round: CSV byte offsets + engine and trainer state
+  real training also:
+    partition.csv   samples (and labels or groups) per client
+    state-r<k>.npz  the arrays to resume from after round k (the checkpoint records its sha256)
+    adapter/        the final adapter (PEFT save_pretrained), generations.json its answers
+and in OUT/ itself: scenario.json (resolved), scenario.toml (as given), run.json (--arms).
+
+This module is the only writer of a run directory: every file goes through a temporary name
+and a rename, so a reader (or a crash) never sees half a file.
 
 Rows are appended and flushed every round, then the checkpoint is replaced atomically
 (written, fsynced, renamed). Resuming truncates each CSV to the offsets in the checkpoint, so
@@ -19,19 +27,25 @@ Floats are written with repr(), which round-trips exactly and is platform-indepe
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from simulator.errors import RunDirError
 
 SCHEMA_VERSION = 3
+RUN_FILE = "run.json"  # what `run` was asked for beyond the scenario (the --arms selection)
 LOWER_IS_BETTER = ("loss", "nll", "perplexity")  # evals.csv metrics that fall as models improve
 
 
@@ -40,46 +54,66 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(LOWER_IS_BETTER)
 
 
-ROUND_COLUMNS = (
-    "round",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "selected",
-    "received",
-    "dropped",
-    "interrupted",
-    "corrupt",
-    "lost",
-    "late",
-    "cancelled",
-    "stale",
-    "uplink_bytes",
-    "downlink_bytes",
-    "energy_j_mean",
-    "energy_j_max",
-    "slowest_client",
-    "slowest_phase",
-)
-CLIENT_COLUMNS = (
-    "round",
-    "client",
-    "device",
-    "status",
-    "phase",
-    "download_start_s",
-    "download_end_s",
-    "compute_start_s",
-    "compute_end_s",
-    "upload_start_s",
-    "upload_end_s",
-    "downlink_bytes",
-    "uplink_bytes",
-    "energy_j",
-    "version",
-    "staleness",
-)
-EVAL_COLUMNS = ("round", "time_s", "uplink_bytes_cum", "metric", "value", "source")
+class RoundRow(NamedTuple):
+    """A rounds.csv row: one round (one server update under FedBuff)."""
+
+    round: int
+    start_s: float
+    end_s: float
+    duration_s: float
+    selected: int
+    received: int
+    dropped: int
+    interrupted: int
+    corrupt: int
+    lost: int
+    late: int
+    cancelled: int
+    stale: int
+    uplink_bytes: int
+    downlink_bytes: int
+    energy_j_mean: float
+    energy_j_max: float
+    slowest_client: int | str  # "" when nobody worked
+    slowest_phase: str
+
+
+class ClientRow(NamedTuple):
+    """A clients.csv row: one client-round, its phases' simulated start and end times (None:
+    the phase never happened)."""
+
+    round: int
+    client: int
+    device: str
+    status: str
+    phase: str  # where a failed or stopped client-round ended
+    download_start_s: float | None
+    download_end_s: float | None
+    compute_start_s: float | None
+    compute_end_s: float | None
+    upload_start_s: float | None
+    upload_end_s: float | None
+    downlink_bytes: int
+    uplink_bytes: int
+    energy_j: float
+    version: int | None  # FedBuff: the global version it trained on
+    staleness: int | None
+
+
+class EvalRow(NamedTuple):
+    """An evals.csv row: one metric of the global state after a round."""
+
+    round: int
+    time_s: float
+    uplink_bytes_cum: int
+    metric: str
+    value: float
+    source: str
+
+
+ROUND_COLUMNS = RoundRow._fields
+CLIENT_COLUMNS = ClientRow._fields
+EVAL_COLUMNS = EvalRow._fields
 TABLES = {"rounds": ROUND_COLUMNS, "clients": CLIENT_COLUMNS, "evals": EVAL_COLUMNS}
 
 _PACKAGES = ("fstq-sim", "simpy", "numpy", "pandas", "pydantic", "torch", "transformers", "peft")
@@ -94,6 +128,61 @@ def write_json_atomic(path: Path, data: Any) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A whole CSV table (header, rows; the csv module's default dialect), written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_run_files(
+    out: Path, resolved: dict[str, Any], arms: list[str] | None, scenario_file: Path | None
+) -> None:
+    """A run directory's own files: the resolved scenario, the arm selection and the scenario
+    file as given."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "scenario.json", resolved)
+    write_json_atomic(out / RUN_FILE, {"arms": arms})
+    if scenario_file is not None:
+        tmp = out / "scenario.toml.tmp"
+        shutil.copyfile(scenario_file, tmp)
+        os.replace(tmp, out / "scenario.toml")
+
+
+@contextmanager
+def replacing(out: Path) -> Iterator[Callable[[], None]]:
+    """Set an existing run directory aside while a new run starts in its place: if the new run
+    fails before it has started (the callable yielded marks that), the old one is put back; once
+    it has started, the old one is deleted."""
+    aside = None
+    if out.is_dir() and any(out.iterdir()):
+        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        os.replace(out, aside)
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        if not started and aside is not None:
+            shutil.rmtree(aside)
+        started = True
+
+    try:
+        yield start
+    except BaseException:
+        if not started:
+            shutil.rmtree(out, ignore_errors=True)
+            if aside is not None:
+                os.replace(aside, out)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_json(path: Path) -> Any:
@@ -126,10 +215,17 @@ def _now() -> str:
 class ArmRecorder:
     """Appends one arm's rows round by round and keeps its checkpoint."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], resume: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        resume: bool,
+        scenario: dict[str, Any] | None = None,
+    ) -> None:
         self.folder = folder
         self.checkpoint_path = folder / "checkpoint.json"
         self.checkpoint: dict[str, Any] | None = None
+        self._arrays: str | None = None  # the latest arrays file written or read
         folder.mkdir(parents=True, exist_ok=True)
         if resume and self.checkpoint_path.exists():
             self.checkpoint = read_json(self.checkpoint_path)
@@ -144,6 +240,8 @@ class ArmRecorder:
             self.manifest["host_start"] = _now()
         self.manifest.update(packages=package_versions(), host=platform.node(), argv=sys.argv)
         write_json_atomic(folder / "manifest.json", self.manifest)
+        if scenario is not None:
+            write_json_atomic(folder / "scenario.json", scenario)
 
     def _check_schema(self, data: dict[str, Any]) -> None:
         version = data.get("schema_version")
@@ -184,9 +282,61 @@ class ArmRecorder:
         self.checkpoint = {"schema_version": SCHEMA_VERSION, "offsets": offsets, "state": state}
         write_json_atomic(self.checkpoint_path, self.checkpoint)
 
+    def write_table(self, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """A whole table written once (e.g. partition.csv), atomically."""
+        write_csv_atomic(self.folder / name, columns, rows)
+
+    def write_json(self, name: str, data: Any) -> None:
+        """A JSON file of the arm (e.g. generations.json), atomically."""
+        write_json_atomic(self.folder / name, data)
+
+    def write_folder(self, name: str, save: Callable[[Path], None]) -> None:
+        """A folder that `save` fills (e.g. PEFT's save_pretrained), put in place by a rename
+        once complete; an older one of that name is replaced."""
+        final = self.folder / name
+        tmp = self.folder / f"{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+    def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+        """Named arrays as `<name>.npz` (fsynced, renamed); returns the reference a checkpoint
+        keeps (file and sha256). Arrays files older than the previous one are deleted: no
+        checkpoint can still point at them."""
+        path = self.folder / f"{name}.npz"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._prune_arrays({path.name, self._arrays})
+        self._arrays = path.name
+        return {"arrays": path.name, "sha256": _sha256(path)}
+
+    def read_arrays(self, reference: dict[str, str]) -> dict[str, np.ndarray]:
+        """The arrays a checkpoint's reference points at, after checking their hash."""
+        path = self.folder / reference["arrays"]
+        if not path.exists() or _sha256(path) != reference["sha256"]:
+            raise RunDirError(
+                f"{path}: missing or not the state the checkpoint recorded; delete this "
+                "arm's folder to rerun the arm"
+            )
+        self._arrays = path.name
+        with np.load(path) as loaded:
+            return {name: loaded[name] for name in loaded.files}
+
+    def _prune_arrays(self, keep: set[str | None]) -> None:
+        for path in self.folder.glob("*.npz"):
+            if path.name not in keep:
+                path.unlink()
+
     def finish(self, summary: dict[str, Any]) -> None:
-        """Close the tables, write the summary and stamp the manifest's end time."""
+        """Close the tables, keep only the last arrays file, write the summary and stamp the
+        manifest's end time."""
         self.close()
+        self._prune_arrays({self._arrays})
         write_json_atomic(self.folder / "summary.json", summary)
         self.manifest["host_end"] = _now()
         write_json_atomic(self.folder / "manifest.json", self.manifest)

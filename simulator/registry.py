@@ -44,7 +44,7 @@ class Registry:
         what = what or self.what
         target = self.builtins.get(name, name)
         if ":" not in target:
-            known = ", ".join(sorted(self.builtins))
+            known = ", ".join(self.builtins)
             raise ValueError(
                 f"unknown {what} {name!r}; use one of {known} or 'package.module:Class'"
             )

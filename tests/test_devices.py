@@ -16,6 +16,7 @@ from simulator.scenario import (
     Population,
     SessionAvailability,
 )
+from simulator.server.selection import Selection
 
 
 def test_mix_gives_exact_counts_and_speeds_inside_class_ranges():
@@ -71,14 +72,6 @@ def test_bernoulli_dropout_rate_and_common_numbers():
     assert always.online_until(3, 12.0) == math.inf
 
 
-def test_selection_without_replacement_and_same_for_all_arms():
-    model = AvailabilityModel(AlwaysAvailable(kind="always"), seed=5, clients=20_000)
-    chosen = model.select(2, 0.0, 100, 10)
-    assert len(set(chosen.tolist())) == 10
-    assert np.array_equal(chosen, model.select(2, 999.0, 100, 10))
-    assert not np.array_equal(chosen, model.select(3, 0.0, 100, 10))
-
-
 def test_generated_sessions_alternate_and_select_only_online():
     spec = SessionAvailability(kind="sessions", mean_online_s=100.0, mean_offline_s=100.0)
     model = AvailabilityModel(spec, seed=2, clients=200)
@@ -91,7 +84,7 @@ def test_generated_sessions_alternate_and_select_only_online():
             t = end
         t += 1.0
     assert online_time / 50_000 == pytest.approx(0.5, abs=0.08)
-    chosen = model.select(0, 500.0, 200, 20)
+    chosen = Selection(model, seed=2, clients=200).cohort(0, 500.0, 20)
     assert len(chosen) == 20
     assert all(model.online_until(int(c), 500.0) > 500.0 for c in chosen)
 
@@ -165,3 +158,54 @@ def test_session_file_ids_must_exist_in_the_population(tmp_path):
         "(c mod 2)-th client in id order"
     )
     assert model.online_until(3, 6.0) == 40.0  # client 3 follows client 1
+
+
+DEVICE_MODEL = '''
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    at: float = 1.0  # 0: every client at its class's p10, 1: at its p90
+
+
+class Fixed:
+    """Every client at one point between its class's p10 and p90."""
+
+    Options = Options
+
+    def __init__(self, options):
+        self.at = options.at
+
+    def tflops(self, p10, p90, gen):
+        return p10 + self.at * (p90 - p10)
+'''
+
+
+def test_a_user_device_model_sets_the_speeds_from_a_scenario(write_scenario, tmp_path, monkeypatch):
+    from conftest import scenario_dict
+
+    from simulator.scenario import load_scenario
+
+    (tmp_path / "mypkg_devices.py").write_text(DEVICE_MODEL, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    population = {
+        "clients": 4,
+        "per_round": 2,
+        "mix": {"jetson_orin_nano": 0.5, "mid_phone": 0.5},
+        "device_model": "mypkg_devices:Fixed",
+        "device_model_options": {"at": 0.5},
+    }
+    scenario = load_scenario(write_scenario(scenario_dict(population=population)))
+    fleet = build_fleet(scenario.population, {}, seed=0, source="s")
+    expected = {"jetson_orin_nano": 3.0e12, "mid_phone": 0.09e12}  # midpoints of the classes
+    names = fleet.class_names()
+    assert fleet.flops == pytest.approx([expected[names[c]] for c in range(4)])
+    bad = dict(population, device_model_options={"at": 0.5, "speed": 2})
+    with pytest.raises(ScenarioError, match="device_model_options for 'mypkg_devices:Fixed': "):
+        load_scenario(write_scenario(scenario_dict(population=bad)))
+    with pytest.raises(ScenarioError, match="unknown device model 'gauss'; use one of lognormal"):
+        load_scenario(
+            write_scenario(scenario_dict(population=dict(population, device_model="gauss")))
+        )

@@ -29,7 +29,7 @@ Semantics (every format ends up in one of two modes):
   Scaling multiplies capacity: rate mode multiplies every rate, and packet mode multiplies the
   bytes per opportunity (the timestamps stay).
 
-Traces from ../shared/traces are read where they lie; nothing is copied into the project.
+Trace files are read where they lie; nothing is copied into the run directory.
 """
 
 from __future__ import annotations
@@ -40,19 +40,28 @@ import os
 import re
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from math import ceil
 from numbers import Real
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import TraceError, located
+from simulator.registry import Registry
 from simulator.textfile import read_text
 
-__all__ = ["FORMATS", "Trace", "format_rate", "format_stats", "load_trace", "trace_stats"]
+__all__ = [
+    "READERS",
+    "Trace",
+    "TraceReader",
+    "format_rate",
+    "format_stats",
+    "load_trace",
+    "trace_stats",
+]
 
 _TIE_S = 1e-6  # packet mode: opportunities this close to a start or end time count as at it
 _MAX_MS_DIGITS = 15  # mahimahi timestamps beyond ~30,000 years are typos, not traces
@@ -299,19 +308,18 @@ def format_stats(stats: Mapping[str, Any]) -> str:
 
 
 def load_trace(path: str | os.PathLike[str], format: str = "mahimahi", **options: Any) -> Trace:
-    """Read a trace file in one of FORMATS; options are the reader's plus scale (capacity factor).
+    """Read a trace file in a format of READERS; options: the reader's, and scale (a factor).
 
     Every problem raises TraceError naming the file, the line or option, and the fix.
     """
     where = Path(path)
-    if format not in FORMATS:
-        raise TraceError(
-            located(where, "format", f"unknown format {format!r}", f"use one of {_names(FORMATS)}")
-        )
-    reader, accepted = FORMATS[format]
-    _check_options(where, format, options, accepted)
+    try:
+        reader = READERS.resolve(format)
+    except ValueError as exc:
+        raise TraceError(located(where, "format", str(exc))) from None
+    _check_options(where, format, options, reader.options)
     scale = _positive(where, "scale", options.pop("scale", 1.0))
-    trace = reader(where, _read_text(where), **options)
+    trace = reader.read(where, _read_text(where), **options)
     return trace if scale == 1.0 else trace.scaled(scale)
 
 
@@ -604,24 +612,67 @@ def _5g_run(
 
 
 # Reader, and the options it takes besides scale.
-FORMATS: dict[str, tuple[Callable[..., Trace], tuple[str, ...]]] = {
-    "mahimahi": (_read_mahimahi, ("packet_bytes",)),
-    "pensieve": (_read_pensieve, ()),
-    "csv": (
-        _read_csv,
-        (
-            "time_col",
-            "rate_col",
-            "time_unit",
-            "rate_unit",
-            "delimiter",
-            "time_format",
-            "repeated",
-            "step_s",
-        ),
-    ),
-    "5gophers": (_read_5gophers, _5G_RUN_KEYS),
-}
+class TraceReader(Protocol):
+    """A trace format: the options it accepts (beside `scale`, which every format takes) and
+    `read`, which parses one file's text into a Trace or raises TraceError naming the file,
+    the line or option and the fix. A user's reader `package.module:Class` works the same way
+    as a built-in (`format = "mypkg.traces:MyFormat"`)."""
+
+    options: tuple[str, ...]
+
+    def read(self, path: Path, text: str, **options: Any) -> Trace:
+        """The file's capacity curve."""
+
+
+class Mahimahi:
+    """One integer millisecond timestamp per line, each a packet delivery opportunity."""
+
+    options = ("packet_bytes",)
+    read = staticmethod(_read_mahimahi)
+
+
+class Pensieve:
+    """`time_s throughput_Mbps` per line, no header."""
+
+    options = ()
+    read = staticmethod(_read_pensieve)
+
+
+class Csv:
+    """A time column and a rate column, by header name or index, in the units given."""
+
+    options = (
+        "time_col",
+        "rate_col",
+        "time_unit",
+        "rate_unit",
+        "delimiter",
+        "time_format",
+        "repeated",
+        "step_s",
+    )
+    read = staticmethod(_read_csv)
+
+
+class FiveGophers:
+    """The three 5Gophers 2020 schemas, told apart by their headers (the options each accepts
+    are checked per schema)."""
+
+    options = _5G_RUN_KEYS
+    read = staticmethod(_read_5gophers)
+
+
+READERS = Registry(
+    "trace format",
+    {
+        "mahimahi": f"{__name__}:Mahimahi",
+        "pensieve": f"{__name__}:Pensieve",
+        "csv": f"{__name__}:Csv",
+        "5gophers": f"{__name__}:FiveGophers",
+    },
+    ("options", "read"),
+    "simulator/network/traces.py",
+)
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -719,7 +770,7 @@ def _at(numbers: Sequence[int] | None, i: int) -> str:
 
 def _read_text(path: Path) -> str:
     """The whole file as text (CRLF accepted), or a TraceError saying why not."""
-    text = read_text(path, TraceError, "check the path (real traces: ../shared/traces)")
+    text = read_text(path, TraceError, "check the path")
     if not text.strip():
         raise TraceError(located(path, None, "the file is empty", "give a trace with samples"))
     return text.replace("\r\n", "\n")

@@ -5,6 +5,18 @@ the engine (simulator/engine.py) keeps simulated time, moves the bytes and recor
 neither torch nor simpy, so every decision is a plain function of numbers, tested by hand in
 tests/server/test_strategies.py.
 
+The lifecycle of a round, in the style of Flower's strategies (each step one method):
+select (`cohort`: how many clients; selection.py draws them) → configure (the clients train on
+the current global version) → accept or stop each arrival (`close` for a synchronous round;
+`receive` for FedBuff's buffer) → aggregate with weights (`flush`: FedBuff's staleness
+weights; synchronous rounds weight by samples alone) → decide evaluation (`evaluates`).
+
+Strategies are an extension point like codecs (simulator/registry.py): the scenario's
+`[server] strategy` is a built-in name or `package.module:Class`, and the section's other keys
+(except `rounds`) are the options, validated by the class's own pydantic `Options` when the
+scenario loads. A class takes its options (and the population's per_round) when built, and
+checks them against the population (`check`).
+
 Synchronous strategies (a round selects, trains, closes and aggregates) answer two questions:
 how many clients to select (`cohort`) and, given each working client's planned finish (or
 failure) time and whether its upload reaches the server, when the round closes, whom it stops
@@ -41,10 +53,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-if TYPE_CHECKING:
-    from simulator.scenario import Server
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+
+from simulator.registry import NoOptions, Registry, validate_options
+
+DEFAULT_STRATEGY = "sync"
 
 
 class Plan(NamedTuple):
@@ -85,14 +100,32 @@ def _wait_for_all(start: float, plans: Sequence[Plan]) -> Closing:
 
 
 class Strategy:
-    """What every strategy says: its name and how many clients train at once."""
+    """What every strategy says: its name, its options, how many clients train at once and
+    when the server evaluates.
+
+    Built from its validated `Options` (or, for convenience, the options' fields as keywords:
+    `Deadline(deadline_s=30)`) and the population's per_round.
+    """
 
     name: ClassVar[str]
     asynchronous: ClassVar[bool] = False
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel | None = None, per_round: int = 1, **fields: Any):
+        self.options = options if options is not None else self.Options(**fields)
+        self.per_round = per_round
 
     def cohort(self, per_round: int) -> int:
         """Clients selected per round (synchronous) or kept in flight (asynchronous)."""
         return per_round
+
+    def check(self, clients: int) -> None:
+        """ValueError when the options cannot work with this many clients."""
+
+    def evaluates(self, round_index: int, every: int, rounds: int) -> bool:
+        """Whether the server evaluates the global state after this round: every E rounds and
+        after the last."""
+        return round_index % every == 0 or round_index == rounds
 
 
 class RoundStrategy(Strategy):
@@ -105,6 +138,10 @@ class RoundStrategy(Strategy):
         raise NotImplementedError
 
 
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Sync(RoundStrategy):
     """Wait for every selected client that did not drop out."""
 
@@ -115,25 +152,57 @@ class Sync(RoundStrategy):
         return _wait_for_all(start, plans)
 
 
-@dataclass(frozen=True)
-class Deadline(RoundStrategy):
-    """Close at a fixed deadline or a percentile of the planned arrival times."""
+class DeadlineOptions(_Options):
+    """Exactly one of deadline_s (seconds after the round starts) or percentile (of the
+    planned arrival times)."""
 
     deadline_s: float | None = None
     percentile: float | None = None
+
+    @field_validator("deadline_s")
+    @classmethod
+    def _positive_deadline(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(
+                "deadline_s must be a positive number of seconds; give the round's length, "
+                "e.g. deadline_s = 600"
+            )
+        return value
+
+    @field_validator("percentile")
+    @classmethod
+    def _percent(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 100:
+            raise ValueError("percentile must be in (0, 100], e.g. percentile = 80")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DeadlineOptions:
+        if (self.deadline_s is None) == (self.percentile is None):
+            raise ValueError(
+                "strategy 'deadline' needs exactly one of deadline_s (seconds after the round "
+                "starts) or percentile (of the planned finish times); give one of them"
+            )
+        return self
+
+
+class Deadline(RoundStrategy):
+    """Close at a fixed deadline or a percentile of the planned arrival times."""
+
     name = "deadline"
     cut_status = "late"
+    Options = DeadlineOptions
 
     def cutoff(self, start: float, plans: Sequence[Plan]) -> float:
         """start + deadline_s, or the nearest-rank percentile of the arrival times (inf when
         nothing will arrive)."""
-        if self.deadline_s is not None:
-            return start + self.deadline_s
+        if self.options.deadline_s is not None:
+            return start + self.options.deadline_s
         arrivals = sorted(p.end for p in plans if p.arrives)
         if not arrivals:
             return math.inf
-        assert self.percentile is not None
-        rank = max(1, math.ceil(round(self.percentile / 100 * len(arrivals), 9)))
+        assert self.options.percentile is not None
+        rank = max(1, math.ceil(round(self.options.percentile / 100 * len(arrivals), 9)))
         return arrivals[rank - 1]
 
     def close(self, start: float, plans: Sequence[Plan]) -> Closing:
@@ -145,18 +214,40 @@ class Deadline(RoundStrategy):
         return Closing(cutoff, stopped, _latest(plans, stopped))
 
 
-@dataclass(frozen=True)
+class OverSelectOptions(_Options):
+    """epsilon: the fraction of extra clients selected."""
+
+    epsilon: float
+
+    @field_validator("epsilon")
+    @classmethod
+    def _non_negative(cls, value: float) -> float:
+        if not 0 <= value < math.inf:
+            raise ValueError(
+                "epsilon must be >= 0 (the fraction of extra clients selected), e.g. 0.3"
+            )
+        return value
+
+
 class OverSelect(RoundStrategy):
     """Select ⌈n(1+ε)⌉ and aggregate the first n arrivals."""
 
-    epsilon: float
-    per_round: int
     name = "overselect"
     cut_status = "cancelled"
+    Options = OverSelectOptions
 
     def cohort(self, per_round: int) -> int:
         """⌈n(1+ε)⌉."""
-        return overselect_count(per_round, self.epsilon)
+        return overselect_count(per_round, self.options.epsilon)
+
+    def check(self, clients: int) -> None:
+        """It cannot select more clients than there are."""
+        selected = self.cohort(self.per_round)
+        if selected > clients:
+            raise ValueError(
+                f"server.epsilon = {self.options.epsilon} selects {selected} clients per round, "
+                f"more than population.clients ({clients}); lower epsilon or per_round"
+            )
 
     def close(self, start: float, plans: Sequence[Plan]) -> Closing:
         """At the n-th arrival; everyone else still working, or arriving later, is cancelled."""
@@ -171,35 +262,99 @@ class OverSelect(RoundStrategy):
         return Closing(time, stopped, nth)
 
 
-@dataclass(frozen=True)
-class FedBuff(Strategy):
-    """Asynchronous buffered aggregation with staleness weights."""
+class FedBuffOptions(_Options):
+    """concurrency C clients in flight; a server update every buffer_size K received updates;
+    updates older than max_staleness versions dropped (none: keep all)."""
 
     concurrency: int
     buffer_size: int
     max_staleness: int | None = None
+
+    @field_validator("concurrency", "buffer_size")
+    @classmethod
+    def _count(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            raise ValueError(f"{info.field_name} must be a positive number of clients, e.g. 10")
+        return value
+
+    @field_validator("max_staleness")
+    @classmethod
+    def _bound(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(
+                "max_staleness must be >= 0 versions (0 keeps only fresh updates), or left out "
+                "to keep every update"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> FedBuffOptions:
+        if self.buffer_size > self.concurrency:
+            raise ValueError(
+                f"buffer_size (K = {self.buffer_size}) exceeds concurrency "
+                f"(C = {self.concurrency}): the server could wait on more updates than clients "
+                "train at once; lower buffer_size or raise concurrency"
+            )
+        return self
+
+
+class FedBuff(Strategy):
+    """Asynchronous buffered aggregation with staleness weights; the buffer is the strategy's
+    (the staleness weights of the updates received since the last server update)."""
+
     name = "fedbuff"
     asynchronous = True
+    Options = FedBuffOptions
+
+    def __init__(self, options: BaseModel | None = None, per_round: int = 1, **fields: Any):
+        super().__init__(options, per_round, **fields)
+        self.buffer: list[float] = []
 
     def cohort(self, per_round: int) -> int:
         """C clients in flight, whatever per_round says."""
-        return self.concurrency
+        return self.options.concurrency
+
+    def check(self, clients: int) -> None:
+        """It cannot keep more clients in flight than there are."""
+        if self.options.concurrency > clients:
+            raise ValueError(
+                f"server.concurrency ({self.options.concurrency}) exceeds population.clients "
+                f"({clients}); lower concurrency"
+            )
 
     def weight(self, staleness: int) -> float | None:
         """The weight factor of an update `staleness` versions old; None: too stale, dropped."""
-        if self.max_staleness is not None and staleness > self.max_staleness:
+        if self.options.max_staleness is not None and staleness > self.options.max_staleness:
             return None
         return staleness_weight(staleness)
 
+    def receive(self, staleness: int) -> bool:
+        """Accept an arrival into the buffer (True) or refuse it as stale (False)."""
+        weight = self.weight(staleness)
+        if weight is None:
+            return False
+        self.buffer.append(weight)
+        return True
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Sync, Deadline, OverSelect, FedBuff)
-}
+    def full(self) -> bool:
+        """Whether the buffer holds K updates: time for a server update."""
+        return len(self.buffer) >= self.options.buffer_size
+
+    def flush(self) -> list[float]:
+        """The buffered updates' weight factors (in arrival order), emptying the buffer."""
+        weights, self.buffer = self.buffer, []
+        return weights
 
 
-def make_strategy(server: Server, per_round: int) -> Strategy:
-    """The strategy a scenario's [server] section names, with its parameters."""
-    params = server.model_dump(exclude={"strategy", "rounds"})
-    if server.strategy == "overselect":
-        params["per_round"] = per_round
-    return STRATEGIES[server.strategy](**params)
+STRATEGIES = Registry(
+    "strategy",
+    {cls.name: f"{__name__}:{cls.__name__}" for cls in (Sync, Deadline, OverSelect, FedBuff)},
+    ("name", "asynchronous", "cohort", "check", "evaluates"),
+    "simulator/server/strategies.py",
+)
+
+
+def make_strategy(name: str, options: dict[str, Any], per_round: int) -> Strategy:
+    """The strategy a scenario's [server] section names, with its options."""
+    cls = STRATEGIES.resolve(name)
+    return cls(validate_options(cls, options), per_round)

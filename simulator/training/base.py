@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -80,8 +79,8 @@ class Trainer(Protocol):
     def restore(self, state: dict[str, Any]) -> None:
         """Load what state() returned."""
 
-    def finish(self, folder: Path) -> None:
-        """Write final artefacts (e.g. the trained adapter) into the arm folder."""
+    def finish(self) -> None:
+        """Write final artefacts (e.g. the trained adapter) through the arm's recorder."""
 
     def host_seconds(self) -> dict[str, float]:
         """Host seconds this process spent in model math, by part (for the manifest)."""

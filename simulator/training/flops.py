@@ -1,9 +1,10 @@
 """The FLOP model: counted work of the training steps a client actually ran.
 
 A client's simulated compute time is this work divided by its device's sustained training
-FLOP/s (devices.py), the same rule as ../shared/reference/device-speeds.md §1 (LoRA ≈ 4N per
-token), made exact for the model at hand. Counted per step, over the padded batch the step
-really processed (B sequences × T positions, T = the batch's longest sequence):
+FLOP/s (devices.py), the usual rule for LoRA fine-tuning (≈ 4N FLOPs per token for N frozen
+parameters: forward 2N, activation gradients 2N), made exact for the model at hand. Counted
+per step, over the padded batch the step really processed (B sequences × T positions,
+T = the batch's longest sequence):
 
     forward, per position     F_lin  = Σ 2·in·out over the frozen linear layers of the blocks
                               F_att  = layers · 4·T·d      (QKᵀ and AV, full T×T attention)

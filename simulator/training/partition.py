@@ -8,10 +8,7 @@ owners into per-client sorted index arrays.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -191,15 +188,11 @@ def label_histogram(parts: list[np.ndarray], data: TextData) -> np.ndarray:
     return np.bincount(flat, minlength=len(parts) * len(names)).reshape(len(parts), len(names))
 
 
-def write_histogram(path: Path, parts: list[np.ndarray], data: TextData) -> None:
-    """partition.csv: client,samples,<one column per category>; written atomically."""
-    path = Path(path)
+def partition_table(parts: list[np.ndarray], data: TextData) -> tuple[list[str], list[list[int]]]:
+    """partition.csv's columns and rows: client, samples, one count per category."""
     _, names = _categories(data)
     hist = label_histogram(parts, data) if names else np.empty((len(parts), 0), np.int64)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["client", "samples", *names])
-        rows = zip(parts, hist.tolist(), strict=True)
-        writer.writerows([k, part.size, *counts] for k, (part, counts) in enumerate(rows))
-    os.replace(tmp, path)
+    rows = zip(parts, hist.tolist(), strict=True)
+    return ["client", "samples", *names], [
+        [k, part.size, *counts] for k, (part, counts) in enumerate(rows)
+    ]

@@ -9,38 +9,31 @@ residual), hands the messages that reached the server to the server model
 the run's shared task (task.py). A client trains when it starts, on the global version current
 then, so no older versions are kept: under FedBuff the in-flight updates wait as messages.
 Checkpoints: after every round the server model's arrays (global adapter, server-optimizer
-moments) and every client's codec state are written to `state-r<round>.npz` beside the run's
+moments) and every client's codec state go to `state-r<round>.npz` beside the run's
 checkpoint (sha256 recorded in it). No random state carries across rounds (each client-round
 reseeds from its seed scope), so those arrays are the whole state to resume from. At the end
-the adapter is saved with PEFT's `save_pretrained` into `adapter/`.
+the adapter is saved with PEFT's `save_pretrained` into `adapter/`. Every file is written by
+the arm's recorder (simulator/recorder.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simulator.errors import RunDirError
 from simulator.methods import registry
-from simulator.recorder import write_json_atomic
+from simulator.recorder import ArmRecorder
 from simulator.scenario import Method
 from simulator.server.model import ServerModel
 from simulator.server.optimizers import OPTIMIZERS
 from simulator.training.base import LocalResult
 from simulator.training.client import Arm, Job
 from simulator.training.local import HostTime
-from simulator.training.partition import write_histogram
+from simulator.training.partition import partition_table
 from simulator.training.task import RealTask
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class RealTrainer:
@@ -49,11 +42,13 @@ class RealTrainer:
     mode = "real"
     source = "measured"
 
-    def __init__(self, task: RealTask, executor: Any, method: Method, folder: Path) -> None:
+    def __init__(
+        self, task: RealTask, executor: Any, method: Method, recorder: ArmRecorder
+    ) -> None:
         self.task = task
         self.executor = executor
         self.arm = Arm.of(method)
-        self.folder = folder
+        self.recorder = recorder
         self.codec = self.arm.make_codec()
         self.server = ServerModel(
             task.initial_flat(self.arm),
@@ -68,8 +63,7 @@ class RealTrainer:
         self.host = HostTime()
         self.host_eval = 0.0
         self.samples: dict[str, Any] | None = None  # the latest generated answers
-        folder.mkdir(parents=True, exist_ok=True)
-        write_histogram(folder / "partition.csv", task.parts, task.data)
+        recorder.write_table("partition.csv", *partition_table(task.parts, task.data))
 
     def downlink_bytes(self, client: int) -> int:
         """The downlink message of the global adapter (the same for every client)."""
@@ -136,30 +130,14 @@ class RealTrainer:
         """Write this round's arrays (the global adapter and every client's codec state, e.g.
         an error-feedback residual); the checkpoint records the file and its hash."""
         done = self.server.version
-        path = self.folder / f"state-r{done}.npz"
         arrays = self.server.arrays()
         for client, kept in self.client_state.items():
             arrays.update({f"client-{client}-{key}": value for key, value in kept.items()})
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        stale = self.folder / f"state-r{done - 2}.npz"
-        stale.unlink(missing_ok=True)  # two back: no checkpoint can still point at it
-        return {"round": done, "arrays": path.name, "sha256": _sha256(path)}
+        return {"round": done, **self.recorder.write_arrays(f"state-r{done}", arrays)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load the arrays a checkpoint points at, checking their hash."""
-        path = self.folder / state["arrays"]
-        if not path.exists() or _sha256(path) != state["sha256"]:
-            raise RunDirError(
-                f"{path}: missing or not the state the checkpoint recorded; delete this "
-                "arm's folder to rerun the arm"
-            )
-        with np.load(path) as loaded:
-            arrays = {name: loaded[name] for name in loaded.files}
+        """Load the arrays a checkpoint points at (their hash checked)."""
+        arrays = self.recorder.read_arrays(state)
         self.server.load(arrays, int(state["round"]))
         self.client_state = {}
         for name, value in arrays.items():
@@ -177,12 +155,12 @@ class RealTrainer:
             "evaluation": self.host_eval,
         }
 
-    def finish(self, folder: Path) -> None:
-        """Save the final adapter with PEFT's save_pretrained and drop the round files."""
+    def finish(self) -> None:
+        """Save the final adapter with PEFT's save_pretrained, and the latest answers."""
         self.task.use(self.arm)
-        self.task.model.save_adapter(self.server.weights, folder / "adapter")
+        weights = self.server.weights
+        self.recorder.write_folder(
+            "adapter", lambda folder: self.task.model.save_adapter(weights, folder)
+        )
         if self.samples is not None:
-            write_json_atomic(folder / "generations.json", self.samples)
-        for path in folder.glob("state-r*.npz"):
-            if path.name != f"state-r{self.server.version}.npz":
-                path.unlink()
+            self.recorder.write_json("generations.json", self.samples)

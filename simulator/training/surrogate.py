@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from simulator import seeds
@@ -93,7 +92,7 @@ class SurrogateTrainer:
         """Resume from state()."""
         self.progress = float(state["progress"])
 
-    def finish(self, folder: Path) -> None:
+    def finish(self) -> None:
         """No artefacts: nothing was trained."""
 
     def host_seconds(self) -> dict[str, float]:

@@ -16,6 +16,7 @@ import pytest
 from conftest import per_client_links, scenario_dict
 
 from simulator.engine import ClientRound, Engine, build_world
+from simulator.errors import ScenarioError
 from simulator.experiment import run_scenario
 from simulator.scenario import load_scenario
 from simulator.server.strategies import Deadline, OverSelect, Plan, Sync, overselect_count
@@ -261,3 +262,54 @@ def test_stopping_cuts_work_discards_arrivals_and_keeps_failures(write_scenario,
     assert arrived.result is None
     engine._stop(dropped, 5.0, "cancelled")
     assert dropped.status == "dropped"
+
+
+# --- a strategy written outside the package -------------------------------------------------
+
+FASTEST = '''
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulator.server.strategies import Closing, RoundStrategy
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    keep: int = Field(gt=0)
+
+
+class Fastest(RoundStrategy):
+    """Aggregate the `keep` earliest arrivals; cancel everyone still working then."""
+
+    name = "fastest"
+    cut_status = "cancelled"
+    Options = Options
+
+    def close(self, start, plans):
+        arrivals = sorted((p.end, i) for i, p in enumerate(plans) if p.arrives)
+        time, last = arrivals[self.options.keep - 1]
+        stopped = tuple(i for i, p in enumerate(plans) if p.end > time)
+        return Closing(time, stopped, last)
+'''
+
+
+def test_a_user_strategy_runs_from_a_scenario_file_with_its_options(
+    write_scenario, tmp_path, monkeypatch
+):
+    (tmp_path / "mypkg_strategy.py").write_text(FASTEST, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    server = {"rounds": 2, "strategy": "mypkg_strategy:Fastest", "keep": 2}
+    arm = _run(write_scenario, tmp_path, server)
+    first, clients = _first_round(arm)
+    assert [float(r["end_s"]) for r in _rows(arm, "rounds")] == [7.0, 14.0]  # 2nd arrival
+    assert {c: r["status"] for c, r in clients.items()} == {
+        0: "ok",
+        1: "ok",
+        2: "cancelled",
+        3: "cancelled",
+    }
+    assert (first["received"], first["slowest_client"]) == ("2", "1")
+    bad = scenario_dict(server={**server, "keep": 0})
+    with pytest.raises(ScenarioError, match=r"server\.keep: Input should be greater than 0"):
+        load_scenario(write_scenario(bad))
+    with pytest.raises(ScenarioError, match=r"server\.strategy: cannot import strategy"):
+        load_scenario(write_scenario(scenario_dict(server={"rounds": 1, "strategy": "no.pkg:X"})))

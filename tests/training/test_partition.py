@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from simulator.errors import DataError
+from simulator.recorder import write_csv_atomic
 from simulator.scenario import Partition, PubMedQAData, SyntheticData
 from simulator.training.data import TextData, load_data
-from simulator.training.partition import label_histogram, partition, write_histogram
+from simulator.training.partition import label_histogram, partition, partition_table
 
 KINDS = ("iid", "dirichlet", "shards")
 
@@ -147,6 +148,11 @@ def test_histogram_counts_labels_per_client(data):
     assert hist.sum(axis=1).tolist() == [p.size for p in parts]
     assert hist.sum(axis=0).tolist() == np.bincount(data.labels[data.train]).tolist()
     assert hist[2, 1] == np.sum(data.labels[parts[2]] == 1)
+
+
+def write_histogram(path: Path, parts, data) -> None:
+    """partition.csv as the recorder writes it."""
+    write_csv_atomic(path, *partition_table(parts, data))
 
 
 def test_write_histogram_file(tmp_path: Path, data):

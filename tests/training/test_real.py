@@ -23,6 +23,7 @@ from simulator.executors import InlineExecutor
 from simulator.experiment import load_resumable, prepare_out, run_scenario
 from simulator.methods.base import CodecBase, CodecContext
 from simulator.methods.packing import OVERHEAD
+from simulator.recorder import ArmRecorder
 from simulator.scenario import load_scenario
 from simulator.training.base import LocalResult
 from simulator.training.real import RealTrainer
@@ -311,7 +312,10 @@ def _trainers(write_scenario, tiny_models, tmp_path, methods: list[dict]) -> dic
     scenario = load_scenario(write_scenario(raw))
     task = RealTask(scenario)
     executor = RecordingExecutor(task)
-    return {m.name: RealTrainer(task, executor, m, tmp_path / m.name) for m in scenario.methods}
+    return {
+        m.name: RealTrainer(task, executor, m, ArmRecorder(tmp_path / m.name, {}, resume=False))
+        for m in scenario.methods
+    }
 
 
 def test_downlink_codec_sets_the_broadcast_clients_train_from(

@@ -1,0 +1,73 @@
+"""Path resolution: relative to the scenario file, trace_dir, or the shell's folder for --set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import ScenarioError, located
+
+
+def resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
+    """Make file paths absolute and check that they exist."""
+    network = raw.get("network")
+    if isinstance(network, dict):
+        trace_base = base
+        if network.get("trace_dir"):
+            trace_base = (base / str(network["trace_dir"])).resolve()
+            if not trace_base.is_dir():
+                raise ScenarioError(
+                    located(
+                        source,
+                        "network.trace_dir",
+                        f"folder {trace_base} does not exist",
+                        "give an existing folder",
+                    )
+                )
+            network["trace_dir"] = str(trace_base)
+        for direction in ("uplink", "downlink"):
+            link = network.get(direction)
+            if isinstance(link, dict) and link.get("kind") == "trace":
+                link["files"] = _expand(
+                    link.get("files"), trace_base, source, f"network.{direction}.files"
+                )
+    avail = raw.get("availability")
+    if isinstance(avail, dict) and isinstance(avail.get("file"), str):
+        avail["file"] = _expand([avail["file"]], base, source, "availability.file")[0]
+    data = raw.get("training", {}).get("data") if isinstance(raw.get("training"), dict) else None
+    for key in ("path", "eval_path"):
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            data[key] = _expand([data[key]], base, source, f"training.data.{key}")[0]
+
+
+def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        return patterns  # the schema reports the type error
+    found: list[str] = []
+    for pattern in patterns:
+        path = base / pattern
+        matches = (
+            sorted(path.parent.glob(path.name))
+            if any(c in pattern for c in "*?[")
+            else ([path] if path.exists() else [])
+        )
+        if not matches:
+            raise ScenarioError(
+                located(
+                    source,
+                    key,
+                    f"{pattern!r} matches no file under {base}",
+                    "fix the path (relative paths start at the scenario's folder)"
+                    + (", or set network.trace_dir" if key.startswith("network") else ""),
+                )
+            )
+        found.extend(str(m.resolve()) for m in matches)
+    return found
+
+
+CWD_PATHS = (
+    "network.trace_dir",
+    "availability.file",
+    "training.data.path",
+    "training.data.eval_path",
+)

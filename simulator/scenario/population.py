@@ -1,0 +1,71 @@
+"""[population] and [devices]: clients, their device mix and device model; device classes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from simulator.registry import validate_options
+from simulator.scenario.fields import (
+    MAX_CLIENTS,
+    Model,
+    NonNegFloat,
+    PositiveFloat,
+    option_problems,
+    ordered,
+)
+
+
+class Population(Model):
+    clients: Annotated[int, Field(gt=0)]
+    per_round: Annotated[int, Field(gt=0)]
+    mix: dict[str, PositiveFloat] = {"mid_phone": 1.0}
+    device_model: str = "lognormal"  # how speeds follow from the classes (simulator/devices.py)
+    device_model_options: dict[str, Any] = {}
+
+    @field_validator("clients")
+    @classmethod
+    def _not_too_many(cls, value: int) -> int:
+        if value > MAX_CLIENTS:
+            raise ValueError(
+                f"at most {MAX_CLIENTS:,} clients: each costs ~360 bytes of device and link "
+                f"arrays, so {value:,} would need ~{value * 360 / 1e9:.0f} GB before anything "
+                "runs; simulate a smaller population"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Population:
+        if self.per_round > self.clients:
+            raise ValueError(
+                f"per_round ({self.per_round}) exceeds clients ({self.clients}); "
+                "lower per_round or raise clients"
+            )
+        if not self.mix:
+            raise ValueError("mix is empty; give at least one device class, e.g. mid_phone = 1.0")
+        from simulator.devices import DEVICE_MODELS  # the component imports this schema
+
+        cls = DEVICE_MODELS.resolve(self.device_model)
+        try:
+            validate_options(cls, self.device_model_options)
+        except ValidationError as exc:
+            raise ValueError(
+                f"device_model_options for {self.device_model!r}: {option_problems(exc)}"
+            ) from None
+        return self
+
+
+class DeviceSpec(Model):
+    """A device class, or an override of a catalogue class (unset fields keep the catalogue's)."""
+
+    tflops: tuple[PositiveFloat, PositiveFloat] | None = None
+    p_compute_w: NonNegFloat | None = None
+    p_tx_w: NonNegFloat | None = None
+    p_rx_w: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceSpec:
+        if self.tflops is not None:
+            ordered(self.tflops, "tflops")
+        return self

@@ -1,0 +1,203 @@
+"""[training]: surrogate or real training, its data, partition, LoRA and local steps."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from simulator.scenario.fields import (
+    Fraction,
+    Megabytes,
+    Model,
+    NonNegFloat,
+    OpenFraction,
+    PositiveFloat,
+    Slug,
+    ordered,
+)
+
+
+class SurrogateTraining(Model):
+    """Quality-vs-rounds model (see simulator/training/surrogate.py); no torch needed."""
+
+    mode: Literal["surrogate"]
+    metric: Slug = "accuracy"
+    initial: Fraction = 0.3
+    ceiling: Fraction = 0.9
+    tau_rounds: PositiveFloat = 20.0
+    noise_sd: NonNegFloat = 0.0
+    adapter_params: Annotated[int, Field(gt=0)] | None = None
+    downlink_mb: Megabytes = 0.0
+    samples_per_client: Annotated[int, Field(gt=0)] = 100
+
+    @model_validator(mode="after")
+    def _check(self) -> SurrogateTraining:
+        if self.initial > self.ceiling:
+            raise ValueError(f"initial ({self.initial}) exceeds ceiling ({self.ceiling})")
+        return self
+
+
+class DataCommon(Model):
+    """What every data source shares: the held-out split and optional size caps."""
+
+    validation: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    max_samples: Annotated[int, Field(gt=0)] | None = None
+    eval_samples: Annotated[int, Field(gt=0)] | None = 512
+
+
+class SyntheticData(DataCommon):
+    """The embedded task: filler text where a few rare keywords decide the label (data.py)."""
+
+    kind: Literal["synthetic"]
+    samples: Annotated[int, Field(ge=20)] = 4000
+    classes: Annotated[int, Field(ge=2, le=16)] = 4
+    topics: Annotated[int, Field(ge=1, le=16)] = 4
+    keywords_per_class: Annotated[int, Field(ge=1, le=8)] = 3
+    words: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (12, 24)
+    distractor_rate: Fraction = 0.3
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticData:
+        ordered(self.words, "words")
+        return self
+
+
+class FileData(DataCommon):
+    """Local JSONL or CSV: a text column and (for classification) a label column; or, for a
+    causal LM, prompt and response columns (instruction data: loss on the response only)."""
+
+    kind: Literal["jsonl", "csv"]
+    path: str
+    text: str = "text"
+    label: str | None = "label"
+    group: str | None = None
+    labels: list[str] | None = None
+    prompt: str | None = None
+    response: str | None = None
+    eval_path: str | None = None  # a separate held-out file (same format and columns)
+
+    @model_validator(mode="after")
+    def _check(self) -> FileData:
+        if (self.prompt is None) != (self.response is None):
+            raise ValueError(
+                "instruction data needs both prompt and response (their column names), "
+                "e.g. prompt = 'prompt', response = 'response'"
+            )
+        return self
+
+
+class PubMedQAData(DataCommon):
+    """PubMedQA's native ori_pqal.json: question + contexts -> yes / no / maybe."""
+
+    kind: Literal["pubmedqa"]
+    path: str
+    group: Literal["mesh", "year", "none"] = "mesh"
+    eval_path: str | None = None  # a separate held-out file in the same format
+
+
+DataSpec = Annotated[SyntheticData | FileData | PubMedQAData, Field(discriminator="kind")]
+
+
+class Partition(Model):
+    """How the training split is divided among clients (partition.py)."""
+
+    kind: Literal["iid", "dirichlet", "shards"] = "dirichlet"
+    by: Literal["label", "group"] = "label"
+    alpha: PositiveFloat = 0.5
+    shards_per_client: Annotated[int, Field(gt=0)] = 2
+    size_sigma: NonNegFloat = 0.0
+    min_samples: Annotated[int, Field(gt=0)] = 4
+
+
+class Lora(Model):
+    """LoRA through PEFT; target_modules None = PEFT's default for the architecture."""
+
+    rank: Annotated[int, Field(gt=0)] = 8
+    alpha: PositiveFloat = 16.0
+    dropout: OpenFraction = 0.0
+    target_modules: list[str] | None = None
+
+
+class LocalTraining(Model):
+    """S local AdamW steps per client-round."""
+
+    steps: Annotated[int, Field(gt=0)] = 10
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    seq_len: Annotated[int, Field(ge=4)] = 64
+    lr: PositiveFloat = 5e-4
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat | None = 1.0
+
+
+class RealTraining(Model):
+    """Real LoRA fine-tuning of a Hugging Face model at every client event."""
+
+    mode: Literal["real"]
+    model: str = "minilm"
+    task: Literal["classification", "causal_lm"] = "classification"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    lora: Lora = Lora()
+    data: DataSpec
+    partition: Partition = Partition()
+    local: LocalTraining = LocalTraining()
+    executor: Literal["inline", "process", "ray"] = "inline"
+    workers: Annotated[int, Field(gt=0)] = 2
+    # torch intra-op threads in every process that does model math (the main process and each
+    # worker): float results depend on it, so it is part of the run, never taken from the host
+    threads: Annotated[int, Field(gt=0, le=256)] = 2
+    eval_batch_size: Annotated[int, Field(gt=0)] = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> RealTraining:
+        if (
+            self.task == "classification"
+            and isinstance(self.data, FileData)
+            and not self.data.label
+        ):
+            raise ValueError("classification needs data.label (the label column)")
+        if (
+            self.task == "causal_lm"
+            and isinstance(self.data, FileData)
+            and self.partition.by == "label"
+            and self.partition.kind != "iid"
+        ):
+            raise ValueError(
+                "causal_lm text has no labels to partition by: set partition.kind = 'iid', "
+                "or partition.by = 'group' with data.group"
+            )
+        if self.task == "classification" and isinstance(self.data, FileData) and self.data.prompt:
+            raise ValueError(
+                "data.prompt and data.response are instruction data for task = 'causal_lm'"
+            )
+        if self.partition.by == "group" and not _has_groups(self.data):
+            raise ValueError(
+                "partition.by = 'group' needs a metadata field: set data.group "
+                "(jsonl/csv column, or pubmedqa 'mesh'/'year'), or use by = 'label'"
+            )
+        return self
+
+
+def is_instruction(training: SurrogateTraining | RealTraining) -> bool:
+    """Causal LM on prompt/response data (what generation metrics need)."""
+    if not isinstance(training, RealTraining) or training.task != "causal_lm":
+        return False
+    return not isinstance(training.data, FileData) or training.data.prompt is not None
+
+
+def _has_groups(data: SyntheticData | FileData | PubMedQAData) -> bool:
+    if isinstance(data, FileData):
+        return data.group is not None
+    if isinstance(data, PubMedQAData):
+        return data.group != "none"
+    return True  # the synthetic task has topics
+
+
+Training = Annotated[SurrogateTraining | RealTraining, Field(discriminator="mode")]
+
+METRICS = {"classification": ("accuracy", "loss"), "causal_lm": ("perplexity", "nll")}
+
+GENERATION_METRICS = ("rouge_l",)
+
+DECISION_METRICS = ("decision_accuracy",)  # PubMedQA: the generated answer's first word
