@@ -29,7 +29,7 @@ MAHIMAHI = "../shared/traces/mahimahi"
 BASELINE = "fedavg-fp16"
 FSTQ = HEADLINE_ARMS[0]
 CONTROLS = ("random-tokens-fstq", "loss-tokens-fstq")
-# The paper's abstract (../shared/reference/fed-fstq-paper.md): cumulative uplink to the quality
+# The Fed-FSTQ paper's abstract: cumulative uplink to the quality
 # threshold, FedAvg-LoRA / Fed-FSTQ; and 1 − TTA ratio under the heterogeneous LTE profile.
 PAPER = {"bytes_ratio": 46.0, "time_reduction_pct": 52.0}
 FIGURES = ("quality-time", "quality-bytes")
