@@ -14,19 +14,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from simulator.engine import (
-    MAX_WAIT_S,
-    NO_CLIENT_RETRY_S,
-    Engine,
-    RoundOutcome,
-    World,
-    build_world,
-)
+from simulator.engine import MAX_WAIT_S, NO_CLIENT_RETRY_S, Engine
 from simulator.errors import StalledRunError
 from simulator.network.link import LinkSet
 from simulator.network.traces import PLAUSIBLE_BPS, format_rate
+from simulator.rounds import RoundOutcome
 from simulator.scenario import Method, Scenario, TraceLink
 from simulator.training.surrogate import SurrogateTrainer
+from simulator.world import World, build_world
 
 MIN_BPS, MAX_BPS = PLAUSIBLE_BPS
 MAX_ROUND_S = 86_400.0  # a first round longer than a simulated day is almost surely a unit error

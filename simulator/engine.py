@@ -39,172 +39,37 @@ This module imports no torch: the trainer is handed in.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import simpy
 
-from simulator.devices import AvailabilityModel, Fleet, build_fleet
 from simulator.errors import StalledRunError
-from simulator.network.faults import LOST, FaultModel
-from simulator.network.link import LinkSet, build_links
-from simulator.recorder import ClientRow, RoundRow
-from simulator.scenario import Method, Scenario
+from simulator.network.faults import LOST
+from simulator.network.link import LinkSet
+from simulator.rounds import ClientRound, RoundOutcome
+from simulator.scenario import Method
 from simulator.server.selection import Selection
 from simulator.server.strategies import FedBuff, Plan, RoundStrategy
-from simulator.training.base import LocalResult, Trainer
+from simulator.training.base import Trainer
+from simulator.world import World
 
 log = logging.getLogger(__name__)
 
 NO_CLIENT_RETRY_S = 60.0  # when nobody can be started, the server looks again after this long
 MAX_WAIT_S = 365 * 86_400.0  # nobody online for a simulated year: the run would never finish
 MAX_FRUITLESS = 10_000  # FedBuff: client-rounds in a row without an update to buffer
-PHASES = ("download", "compute", "upload")
-
-
-@dataclass(frozen=True)
-class World:
-    """What every method arm shares: clients, devices, links, availability (common numbers)."""
-
-    scenario: Scenario
-    fleet: Fleet
-    uplinks: LinkSet
-    downlinks: LinkSet
-    availability: AvailabilityModel
-    faults: FaultModel
-
-
-def build_world(scenario: Scenario, source: str = "scenario") -> World:
-    """Draw the population and load or generate every link from the scenario's seed."""
-    n = scenario.population.clients
-    fleet = build_fleet(scenario.population, scenario.devices, scenario.seed, source)
-    uplinks, downlinks = build_links(scenario.network, n, scenario.seed)
-    availability = AvailabilityModel(scenario.availability, scenario.seed, n)
-    faults = FaultModel(scenario.faults, scenario.seed)
-    return World(scenario, fleet, uplinks, downlinks, availability, faults)
 
 
 def _partial(links: LinkSet, client: int, start: float, end: float, planned: int) -> int:
     """Whole bytes of a planned transfer started at start that had arrived by end (within a
     micro-byte of a whole number counts as it: the capacity integral carries float noise)."""
     return int(min(planned, links.delivered_bytes(client, start, end)) + 1e-6)
-
-
-class ClientRound:
-    """The record of one client-round (a row of clients.csv).
-
-    key: the client-round's seed coordinate (the round; FedBuff: the start counter).
-    round: the rounds.csv row it is reported in. version: the global version it trained on
-    (FedBuff only).
-    """
-
-    __slots__ = (
-        "busy",
-        "client",
-        "down_bytes",
-        "end",
-        "energy",
-        "key",
-        "offline_at",
-        "phase",
-        "result",
-        "round",
-        "staleness",
-        "status",
-        "times",
-        "up_bytes",
-        "version",
-    )
-    SAVED = tuple(s for s in __slots__ if s not in ("offline_at", "result"))
-
-    def __init__(self, key: int, client: int, version: int | None = None) -> None:
-        self.key = self.round = key
-        self.client = client
-        self.version = version
-        self.staleness: int | None = None
-        self.status = "ok"
-        self.phase = ""
-        self.times: list[float | None] = [None] * 6
-        self.busy = [0.0, 0.0, 0.0]  # seconds in download, compute, upload
-        self.down_bytes = 0
-        self.up_bytes = 0
-        self.energy = 0.0
-        self.end = -math.inf  # when the client finished or failed
-        self.offline_at = math.inf  # when the client's online session ends
-        self.result: LocalResult | None = None  # what reached the server, until aggregated
-
-    def phase_done(self, index: int, start: float, end: float, offline_at: float) -> bool:
-        """Record a phase [start, end), cut at offline_at if the client goes offline first."""
-        self.times[2 * index] = start
-        self.times[2 * index + 1] = self.end = end
-        self.busy[index] = end - start
-        if end <= offline_at:
-            return True
-        self.stop(index, offline_at, "interrupted")
-        return False
-
-    def stop(self, index: int, t: float, status: str) -> None:
-        """End the client-round at t, inside phase `index`; later phases never happen."""
-        self.status, self.phase = status, PHASES[index]
-        self.times[2 * index + 1] = self.end = t
-        self.busy[index] = t - self.times[2 * index]
-        for later in range(index + 1, 3):
-            self.times[2 * later] = self.times[2 * later + 1] = None
-            self.busy[later] = 0.0
-
-    def row(self, device: str) -> ClientRow:
-        """The clients.csv row."""
-        return ClientRow(
-            self.round,
-            self.client,
-            device,
-            self.status,
-            self.phase,
-            *self.times,
-            downlink_bytes=self.down_bytes,
-            uplink_bytes=self.up_bytes,
-            energy_j=self.energy,
-            version=self.version,
-            staleness=self.staleness,
-        )
-
-    def state(self) -> dict[str, Any]:
-        """JSON-safe record of a client-round still in flight (FedBuff checkpoints)."""
-        data = {name: getattr(self, name) for name in self.SAVED}
-        data["result"] = None if self.result is None else _result_state(self.result)
-        return data
-
-    @classmethod
-    def from_state(cls, data: dict[str, Any]) -> ClientRound:
-        """The record state() described."""
-        rec = cls(data["key"], data["client"])
-        for name in cls.SAVED:
-            setattr(rec, name, data[name])
-        rec.result = None if data["result"] is None else _result_from_state(data["result"])
-        return rec
-
-
-def _result_state(result: LocalResult) -> dict[str, Any]:
-    message = result.message
-    return {
-        "message": message if isinstance(message, int) else base64.b64encode(message).decode(),
-        "bytes": not isinstance(message, int),
-        "num_samples": result.num_samples,
-        "compute_s": result.compute_s,
-        "work_flop": result.work_flop,
-    }
-
-
-def _result_from_state(data: dict[str, Any]) -> LocalResult:
-    message = base64.b64decode(data["message"]) if data["bytes"] else int(data["message"])
-    return LocalResult(message, data["num_samples"], data["compute_s"], data["work_flop"])
 
 
 def _no_updates(fruitless: Counter[str], version: int) -> StalledRunError:
@@ -513,41 +378,3 @@ class Engine:
         server = self._buffered if self.strategy.asynchronous else self._rounds
         self.env.process(server(first_round, on_round))
         self.env.run()
-
-
-@dataclass
-class RoundOutcome:
-    """What the server saw in one round (one server update under FedBuff)."""
-
-    round: int
-    start_s: float
-    end_s: float
-    clients: list[ClientRound]
-    received: int
-    straggler: ClientRound | None  # the client the round waited on last
-
-    def row(self) -> RoundRow:
-        """The rounds.csv row (energy over clients that did any work)."""
-        worked = [c for c in self.clients if c.status != "dropped"]
-        energies = np.array([c.energy for c in worked]) if worked else np.zeros(1)
-        slowest = self.straggler
-        statuses = Counter(c.status for c in self.clients)
-        return RoundRow(
-            round=self.round,
-            start_s=self.start_s,
-            end_s=self.end_s,
-            duration_s=self.end_s - self.start_s,
-            selected=len(self.clients),
-            received=self.received,
-            **{status: statuses[status] for status in COUNTED},
-            uplink_bytes=sum(c.up_bytes for c in self.clients),
-            downlink_bytes=sum(c.down_bytes for c in self.clients),
-            energy_j_mean=float(energies.mean()),
-            energy_j_max=float(energies.max()),
-            slowest_client="" if slowest is None else slowest.client,
-            slowest_phase="" if slowest is None else PHASES[int(np.argmax(slowest.busy))],
-        )
-
-
-# the statuses rounds.csv counts, one column each (a client-round that is none of them is ok)
-COUNTED = ("dropped", "interrupted", "corrupt", LOST, "late", "cancelled", "stale")

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from simulator.engine import Engine, RoundOutcome, World, build_world
+from simulator.engine import Engine
 from simulator.errors import RunDirError
 from simulator.network.link import trace_files
 from simulator.recorder import (
@@ -32,9 +32,11 @@ from simulator.recorder import (
     read_json,
     write_run_files,
 )
+from simulator.rounds import RoundOutcome
 from simulator.scenario import Method, Scenario, resolved_dict, scenario_from_dict
 from simulator.training.base import Trainer
 from simulator.training.surrogate import SurrogateTrainer
+from simulator.world import World, build_world
 
 log = logging.getLogger(__name__)
 

@@ -163,8 +163,9 @@ def test_corrupt_faults_need_real_messages(write_scenario):
 def test_the_engine_says_what_it_waits_for(write_scenario):
     """A run waiting on training or on someone to come online says so (before: 0 % and no
     message), and jumping over an offline stretch lands where looking every 60 s would."""
-    from simulator.engine import Engine, build_world
+    from simulator.engine import Engine
     from simulator.training.surrogate import SurrogateTrainer
+    from simulator.world import build_world
 
     raw = scenario_dict(
         population={"clients": 2, "per_round": 2, "mix": {"jetson_orin_nano": 1.0}},

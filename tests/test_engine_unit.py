@@ -8,10 +8,12 @@ from collections.abc import Callable
 import pytest
 from conftest import scenario_dict
 
-from simulator.engine import Engine, RoundOutcome, build_world
+from simulator.engine import Engine
 from simulator.recorder import ROUND_COLUMNS
+from simulator.rounds import ClientRound, RoundOutcome
 from simulator.scenario import Scenario
 from simulator.training.base import LocalResult
+from simulator.world import build_world
 
 MB = 1_000_000
 
@@ -92,3 +94,29 @@ def test_fedbuff_hands_staleness_weights_to_the_trainer():
     aggregates = [call for call in trainer.calls if call[0] == "aggregate"]
     assert [len(call[2]) for call in aggregates] == [2, 2]
     assert aggregates[0][3] == [1.0, 1.0]  # fresh updates: w(0) = 1
+
+
+def test_a_client_round_row_names_each_attribute():
+    rec = ClientRound(key=7, client=3, version=5)
+    rec.status, rec.phase, rec.staleness = "late", "upload", 2
+    rec.times = [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+    rec.down_bytes, rec.up_bytes, rec.energy = 11, 22, 33.0
+    row = rec.row("laptop")
+    assert row._asdict() == {
+        "round": 7,
+        "client": 3,
+        "device": "laptop",
+        "status": "late",
+        "phase": "upload",
+        "download_start_s": 0.5,
+        "download_end_s": 1.5,
+        "compute_start_s": 2.5,
+        "compute_end_s": 3.5,
+        "upload_start_s": 4.5,
+        "upload_end_s": 5.5,
+        "downlink_bytes": 11,
+        "uplink_bytes": 22,
+        "energy_j": 33.0,
+        "version": 5,
+        "staleness": 2,
+    }

@@ -15,9 +15,9 @@ from conftest import (
     tiny_run_overrides,
 )
 
-from simulator.engine import COUNTED
 from simulator.errors import RunDirError
 from simulator.experiment import load_resumable, prepare_out, run_scenario
+from simulator.rounds import COUNTED
 from simulator.scenario import load_scenario
 
 TABLES = ("rounds.csv", "clients.csv", "evals.csv", "summary.json", "checkpoint.json")

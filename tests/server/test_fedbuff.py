@@ -34,8 +34,8 @@ from conftest import (
     scenario_dict,
 )
 
-from simulator.engine import ClientRound
 from simulator.experiment import load_resumable, prepare_out, run_scenario
+from simulator.rounds import ClientRound
 from simulator.scenario import load_scenario
 from simulator.server.strategies import FedBuff, staleness_weight
 from simulator.training.base import LocalResult

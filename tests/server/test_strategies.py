@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 from conftest import per_client_links, scenario_dict
 
-from simulator.engine import ClientRound, Engine, build_world
+from simulator.engine import Engine
 from simulator.errors import ScenarioError
 from simulator.experiment import run_scenario
+from simulator.rounds import ClientRound
 from simulator.scenario import load_scenario
 from simulator.server.strategies import Deadline, OverSelect, Plan, Sync, overselect_count
 from simulator.training.surrogate import SurrogateTrainer
+from simulator.world import build_world
 
 UPLINKS = [8.0, 2.0, 1.0, 0.5]
 
