@@ -89,7 +89,16 @@ link scale and offset) is kept in flat Python lists, not numpy scalars; generate
 pool of traces with per-client scale and offset, so memory is O(clients). When the server
 strategies (issue 5) were added, the synchronous path was measured against the code before them
 in the same minutes and was not slower: an update untouched by transit faults is no longer
-copied."""
+copied. The server redesign (issue 13: strategy lifecycle, selection in server/, named row
+records, the recorder as sole writer) was measured the same way against the commit before it
+(3625ea9), with the study sweep paused, by `python tools/ab_bench.py --before <worktree of
+3625ea9> --script bench/engine.py --pairs 5`: median after/before of the host seconds 0.986
+(pairs 0.88 to 1.17 on this noisy 2-core host), so not slower within the noise. A profile showed
+one cost it added, building the named `ClientRow` records (~2 % with keyword arguments), so
+they are built positionally on that hot path, their field order checked by a test. On the day
+of that A/B this host ran both the old and the new code at 2.9 to 3.7 s per run, against
+1.95 to 2.02 s on the day the target was first met: the figure in the table is today's, and the
+shortfall is the host's that day (the same-minute ratio is the code's)."""
 
 
 def engine_rows(r: dict) -> list[Row]:
