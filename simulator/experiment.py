@@ -8,6 +8,7 @@ resumed run summarises exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import logging
 import math
@@ -21,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from simulator.cache import ReplayCache
 from simulator.engine import Engine
 from simulator.errors import RunDirError
 from simulator.network.link import trace_files
@@ -44,19 +46,26 @@ TrainerFactory = Callable[[Method, ArmRecorder], Trainer]
 
 
 @contextmanager
-def trainers(scenario: Scenario) -> Iterator[TrainerFactory]:
-    """A factory of per-arm trainers; real training shares one model and executor per run."""
+def trainers(scenario: Scenario, cache: ReplayCache | None = None) -> Iterator[TrainerFactory]:
+    """A factory of per-arm trainers; real training shares one model and executor per run, and
+    with a cache answers the client-rounds and evaluations it has seen from it."""
     if scenario.training.mode == "surrogate":
         yield lambda method, recorder: SurrogateTrainer(scenario, method)
         return
     from simulator.executors import make_executor
+    from simulator.training import replay
     from simulator.training.real import RealTrainer
     from simulator.training.task import RealTask
 
     task = RealTask(scenario)
     executor = make_executor(scenario, task)
+    evaluate = task.evaluate
+    if cache is not None:
+        fingerprint = replay.task_fingerprint(scenario, task)
+        executor = replay.CachedExecutor(executor, cache, fingerprint)
+        evaluate = functools.partial(replay.cached_evaluate, cache, fingerprint, scenario, task)
     try:
-        yield lambda method, recorder: RealTrainer(task, executor, method, recorder)
+        yield lambda method, recorder: RealTrainer(task, executor, method, recorder, evaluate)
     finally:
         executor.close()
 
@@ -65,15 +74,23 @@ class ArmRun:
     """One arm: drives the engine, evaluates every E rounds, records each round."""
 
     def __init__(
-        self, world: World, method: Method, trainer: Trainer, recorder: ArmRecorder, bar: tqdm
+        self,
+        world: World,
+        method: Method,
+        trainer: Trainer,
+        recorder: ArmRecorder,
+        bar: tqdm,
+        cache: ReplayCache | None = None,
     ) -> None:
+        self.cache = cache
+        self.cache_before = None if cache is None else cache.stats.snapshot()
         self.world = world
         self.scenario = world.scenario
         self.method = method
         self.recorder = recorder
         self.bar = bar
         self.trainer = trainer
-        self.engine = Engine(world, method, self.trainer, _status(bar, method.name))
+        self.engine = Engine(world, method, self.trainer, _status(bar, method.name, cache))
         self.uplink_cum = 0
         self.devices = world.fleet.class_names()
 
@@ -124,19 +141,27 @@ class ArmRun:
         self.engine.run(first, now, self._on_round)
         self.trainer.finish()
         self.recorder.manifest["host_seconds_math"] = self.trainer.host_seconds()
+        if self.cache is not None and self.cache_before is not None:
+            self.recorder.manifest["cache"] = {
+                "folder": str(self.cache.root),
+                **self.cache.stats.since(self.cache_before),
+            }
         self.recorder.finish(
             summarise(self.recorder.folder, self.scenario, self.method, self.trainer.mode)
         )
 
 
-def _status(bar: tqdm, arm: str) -> Callable[[str], None]:
-    """Show what the engine waits for beside the progress bar (redrawn at most twice a second:
-    a surrogate arm reports thousands of rounds a second)."""
+def _status(bar: tqdm, arm: str, cache: ReplayCache | None = None) -> Callable[[str], None]:
+    """Show what the engine waits for beside the progress bar, and the cache's hits so far
+    (redrawn at most twice a second: a surrogate arm reports thousands of rounds a second)."""
     drawn = [0.0]
 
     def show(text: str) -> None:
         now = time.monotonic()
         redraw = now - drawn[0] > 0.5
+        if cache is not None:
+            stats = cache.stats
+            text += f" | cache {stats.hits}/{stats.hits + stats.misses} reused"
         bar.set_postfix_str(f"{arm}: {text}", refresh=redraw)
         if redraw:
             drawn[0] = now
@@ -295,15 +320,17 @@ def run_scenario(
     source: str = "scenario",
     world: World | None = None,
     on_start: Callable[[], None] = lambda: None,
+    cache: ReplayCache | None = None,
 ) -> list[Path]:
     """Run (or finish) every selected arm; returns the arm folders. on_start is called once
-    the world and the trainers are built, before the first arm runs."""
+    the world and the trainers are built, before the first arm runs. With a cache, real
+    client-rounds and evaluations seen before are read from it (the same bytes)."""
     methods = [m for m in scenario.methods if arms is None or m.name in arms]
     world = world or build_world(scenario, source)
     folders = []
     total = len(methods) * scenario.server.rounds
     with (
-        trainers(scenario) as make_trainer,
+        trainers(scenario, cache) as make_trainer,
         tqdm(total=total, disable=not progress, unit="round", desc=scenario.name) as bar,
     ):
         on_start()
@@ -318,7 +345,7 @@ def run_scenario(
             recorder = ArmRecorder(folder, manifest, resume, resolved_dict(scenario))
             trainer = make_trainer(method, recorder)
             try:
-                ArmRun(world, method, trainer, recorder, bar).run()
+                ArmRun(world, method, trainer, recorder, bar, cache).run()
             finally:
                 recorder.close()
     return folders

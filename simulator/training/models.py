@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simulator.cache import cache_root
 from simulator.errors import ModelError
 from simulator.methods.base import Group
 from simulator.scenario import Lora, RealTraining
@@ -49,13 +50,6 @@ DEFAULT_TARGETS = {
     model_type: ["q_proj", "k_proj", "v_proj", "o_proj"]
     for model_type in ("llama", "mistral", "qwen2", "qwen3")
 }
-
-
-def cache_root() -> Path:
-    """Where converted models are kept: $FSTQ_SIM_CACHE, else the user's cache folder."""
-    if os.environ.get("FSTQ_SIM_CACHE"):
-        return Path(os.environ["FSTQ_SIM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fstq-sim"
 
 
 def _embedded_gguf(name: str) -> str:

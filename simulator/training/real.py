@@ -43,9 +43,15 @@ class RealTrainer:
     source = "measured"
 
     def __init__(
-        self, task: RealTask, executor: Any, method: Method, recorder: ArmRecorder
+        self,
+        task: RealTask,
+        executor: Any,
+        method: Method,
+        recorder: ArmRecorder,
+        evaluate: Callable[..., tuple[dict[str, float], list[dict[str, str]]]] | None = None,
     ) -> None:
         self.task = task
+        self._evaluate = evaluate or task.evaluate  # (arm, flat, answers); maybe cached
         self.executor = executor
         self.arm = Arm.of(method)
         self.recorder = recorder
@@ -120,7 +126,7 @@ class RealTrainer:
         start = time.perf_counter()
         every, last = self.task.evaluation.generate_every, self.task.rounds
         answers = bool(every) and (round_index % every == 0 or round_index == last)
-        metrics, samples = self.task.evaluate(self.arm, self.server.weights, answers)
+        metrics, samples = self._evaluate(self.arm, self.server.weights, answers)
         if samples:
             self.samples = {"round": round_index, "samples": samples}
         self.host_eval += time.perf_counter() - start

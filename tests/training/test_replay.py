@@ -1,0 +1,181 @@
+"""Train once, replay every network (simulator/training/replay.py): the cache never changes a
+run directory's bytes, every input of a client-round is in its key, and a synchronous run
+re-timed under another network trains nothing again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import real_scenario_dict
+
+from simulator.cache import ReplayCache
+from simulator.experiment import prepare_out, run_scenario
+from simulator.scenario import load_scenario
+from simulator.training.client import Arm, Job
+from simulator.training.replay import eval_key, task_fingerprint, update_key
+
+TABLES = ("rounds.csv", "clients.csv", "evals.csv", "partition.csv", "summary.json")
+FSTQ = {"name": "fstq", "codec": "fstq", "token_policy": "fisher"}
+LINK = {
+    "name": "link",
+    "codec": "fstq",
+    "codec_options": {"budget": "link", "upload_s": 0.05},
+    "token_policy": "fisher",
+}
+EF = {"name": "ef", "codec": "signsgd"}
+
+
+def _run(write_scenario, raw: dict, out: Path, cache: ReplayCache | None, *sets: str) -> list:
+    path = write_scenario(raw)
+    scenario = load_scenario(path, sets)
+    prepare_out(out, path, scenario)
+    return run_scenario(scenario, out, progress=False, cache=cache)
+
+
+def _same_files(a: list[Path], b: list[Path]) -> None:
+    for x, y in zip(a, b, strict=True):
+        for name in TABLES:
+            assert (x / name).read_bytes() == (y / name).read_bytes(), (x.name, name)
+
+
+def _cache_stats(arms: list[Path]) -> list[dict]:
+    return [json.loads((arm / "manifest.json").read_text())["cache"] for arm in arms]
+
+
+CASES = {
+    "sync": ({}, []),
+    "deadline": ({"server": {"rounds": 3, "strategy": "deadline", "percentile": 50}}, []),
+    "overselect": ({"server": {"rounds": 3, "strategy": "overselect", "epsilon": 0.5}}, []),
+    "fedbuff": (
+        {"server": {"rounds": 3, "strategy": "fedbuff", "concurrency": 4, "buffer_size": 2}},
+        [],
+    ),
+    "faults": ({"faults": {"drop": 0.2, "corrupt": 0.2, "truncate": 0.1}}, []),
+    "process": ({}, ["training.executor=process", "training.workers=2"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_cached_run_writes_the_bytes_of_an_uncached_one(
+    write_scenario, tiny_models, tmp_path, case
+):
+    sections, sets = CASES[case]
+    raw = real_scenario_dict(tiny_models["bert"], methods=[LINK, EF], **sections)
+    plain = _run(write_scenario, raw, tmp_path / "plain", None, *sets)
+    cache = ReplayCache(tmp_path / "cache")
+    cold = _run(write_scenario, raw, tmp_path / "cold", cache, *sets)
+    warm = _run(write_scenario, raw, tmp_path / "warm", cache, *sets)
+    _same_files(plain, cold)
+    _same_files(plain, warm)
+    # a cold run computes (only an evaluation of a state seen before is reused: the arms'
+    # common initial adapter, or a round that received nothing)
+    assert all(s["misses"] > s["hits"] for s in _cache_stats(cold))
+    assert all(s["misses"] == 0 and s["hits"] > 0 for s in _cache_stats(warm))
+    assert all(s["saved_host_s"] > 0 for s in _cache_stats(warm))
+
+
+def test_another_network_retrains_only_the_link_aware_arm(write_scenario, tiny_models, tmp_path):
+    raw = real_scenario_dict(tiny_models["bert"], methods=[FSTQ, LINK])
+    cache = ReplayCache(tmp_path / "cache")
+    _run(write_scenario, raw, tmp_path / "first", cache)
+    slower = 'network.uplink={kind="constant",mbps=0.5}'
+    replayed = _run(write_scenario, raw, tmp_path / "replay", cache, slower)
+    plain = _run(write_scenario, raw, tmp_path / "plain", None, slower)
+    _same_files(plain, replayed)
+    fstq, link = _cache_stats(replayed)
+    assert fstq["misses"] == 0  # the learning trajectory does not depend on the links
+    assert link["misses"] > 0  # its byte budget, and so its messages, do
+    first = (tmp_path / "first" / "fstq" / "evals.csv").read_text().splitlines()
+    again = (tmp_path / "replay" / "fstq" / "evals.csv").read_text().splitlines()
+    assert [r.split(",")[3:] for r in first] == [r.split(",")[3:] for r in again]
+    assert first != again  # the same quality, at other times
+
+
+def _job(**change) -> Job:
+    values = {
+        "client": 1,
+        "round": 2,
+        "global_flat": np.arange(4, dtype=np.float32),
+        "state": {"residual": np.zeros(4, np.float32)},
+        "budget_bytes": None,
+    }
+    return Job(**{**values, **change})
+
+
+ARM = Arm("a", "fstq", {}, "fisher", {}, False, None)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"client": 2},
+        {"round": 3},
+        {"global_flat": np.array([0, 1, 2, 3.0000005], np.float32)},
+        {"state": {"residual": np.ones(4, np.float32)}},
+        {"state": {}},
+        {"budget_bytes": 100},
+    ],
+)
+def test_every_input_of_a_client_round_changes_its_key(change):
+    assert update_key("fp", ARM, _job()) == update_key("fp", ARM, _job())
+    assert update_key("fp", ARM, _job(**change)) != update_key("fp", ARM, _job())
+
+
+@pytest.mark.parametrize(
+    "field", ["codec", "codec_options", "token_policy", "token_options", "freeze_a", "local_steps"]
+)
+def test_every_method_setting_changes_the_key_but_the_arm_name_does_not(field):
+    other = {
+        "codec": "qsgd",
+        "codec_options": {"bits": 4},
+        "token_policy": "loss",
+        "token_options": {"keep": 0.3},
+        "freeze_a": True,
+        "local_steps": 7,
+    }[field]
+    changed = Arm(**{**ARM.__dict__, field: other})
+    assert update_key("fp", changed, _job()) != update_key("fp", ARM, _job())
+    renamed = Arm(**{**ARM.__dict__, "name": "b"})
+    assert update_key("fp", renamed, _job()) == update_key("fp", ARM, _job())
+    assert update_key("other", ARM, _job()) != update_key("fp", ARM, _job())
+
+
+def test_the_task_fingerprint_sees_the_training_seed_population_and_weights(
+    write_scenario, tiny_models
+):
+    from simulator.training.task import RealTask
+
+    def fingerprint(model, *sets: str) -> str:
+        raw = real_scenario_dict(tiny_models[model])
+        scenario = load_scenario(write_scenario(raw), sets)
+        return task_fingerprint(scenario, RealTask(scenario))
+
+    base = fingerprint("bert")
+    assert fingerprint("bert") == base
+    for sets in (
+        ["training.local.lr=0.001"],
+        ["training.lora.rank=4"],
+        ["training.threads=1"],
+        ["seed=1"],
+        ["population.clients=9"],
+        ["training.data.samples=401"],
+    ):
+        assert fingerprint("bert", *sets) != base, sets
+    assert fingerprint("gpt2") != base
+
+
+def test_evaluations_are_keyed_by_state_settings_and_answers(write_scenario, tiny_models):
+    scenario = load_scenario(write_scenario(real_scenario_dict(tiny_models["bert"])))
+    flat = np.arange(4, dtype=np.float32)
+    key = eval_key("fp", scenario, ARM, flat, False)
+    assert eval_key("fp", scenario, ARM, flat.copy(), False) == key
+    assert eval_key("fp", scenario, ARM, flat + 1, False) != key
+    assert eval_key("fp", scenario, ARM, flat, True) != key
+    other = load_scenario(
+        write_scenario(real_scenario_dict(tiny_models["bert"])), ["evaluation.every=2"]
+    )
+    assert eval_key("fp", other, ARM, flat, False) != key
