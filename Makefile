@@ -48,7 +48,7 @@ bench: $(STAMP)
 # docs/RESULTS.md: every headline arm × 3 networks + PubMedQA, 3 seeds each (resumable; see
 # docs/RESULTS.md for its cost). `--render-only` rewrites the document from its JSON.
 results: $(STAMP)
-	$(BIN)/python -m studies.headline --runs runs/results --docs docs --jobs 2
+	$(BIN)/python -m studies.headline --runs results --docs docs --jobs 2
 
 clean:
 	rm -rf $(VENV) runs

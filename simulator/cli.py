@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simulator.errors import SimulatorError
 
@@ -55,6 +55,24 @@ def _check_arms(text: str | None, scenario: Scenario) -> list[str] | None:
     return arms
 
 
+def _cache_dir(args: argparse.Namespace) -> str | None:
+    """The replay cache folder the flags ask for (None: --no-cache)."""
+    from simulator.cache import default_replay_dir
+
+    if args.no_cache:
+        if args.cache:
+            raise SimulatorError("give --cache DIR or --no-cache, not both")
+        return None
+    return str(args.cache or default_replay_dir())
+
+
+def _open_cache(args: argparse.Namespace) -> Any:
+    from simulator.cache import ReplayCache
+
+    folder = _cache_dir(args)
+    return None if folder is None else ReplayCache(Path(folder))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
@@ -84,8 +102,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 source=str(args.scenario),
                 world=checked.world,
                 on_start=started,
+                cache=cache,
             )
 
+    cache = _open_cache(args)
     return _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
 
 
@@ -107,6 +127,7 @@ def _resume(args: argparse.Namespace) -> int:
             arms=arms,
             progress=not args.quiet,
             source=str(out / "scenario.json"),
+            cache=_open_cache(args),
         ),
         f"Continue with: fstq-sim run --resume {out}",
     )
@@ -171,9 +192,45 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     name = load_scenario(args.scenario, args.set).name
     out = Path(args.out) if args.out else Path("runs") / f"{name}-sweep"
     return _run_and_list(
-        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs),
+        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs, _cache_dir(args)),
         "Rerun the same command to resume.",
     )
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    """Re-time a finished real run under other settings (usually the network), reusing every
+    client-round and evaluation the cache holds, and say how much was reused."""
+    from simulator.experiment import check_out, prepare_out, run_scenario
+    from simulator.recorder import read_json, replacing
+    from simulator.scenario import apply_override, parse_override, scenario_from_dict
+
+    run_dir = Path(args.run)
+    raw = read_json(run_dir / "scenario.json")
+    for item in args.set:
+        apply_override(raw, *parse_override(item))
+    scenario = scenario_from_dict(raw, str(run_dir / "scenario.json"), base=run_dir)
+    out = Path(args.out)
+    check_out(out, args.force)
+    cache = _open_cache(args)
+    if cache is None:
+        raise SimulatorError("replay needs the cache; drop --no-cache")
+
+    def run() -> list[Path]:
+        with replacing(out) as started:
+            prepare_out(out, None, scenario)
+            return run_scenario(
+                scenario, out, progress=not args.quiet, on_start=started, cache=cache
+            )
+
+    code = _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
+    stats = cache.stats
+    looked = stats.hits + stats.misses
+    share = 100.0 * stats.hits / looked if looked else 0.0
+    print(
+        f"reused {stats.hits:,} of {looked:,} client-rounds and evaluations ({share:.0f} %), "
+        f"{stats.saved_host_s:.1f} host seconds saved; computed {stats.misses:,}"
+    )
+    return code
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -182,6 +239,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for path in write_report(args.runs, args.out, args.baseline, args.target, args.metric):
         print(f"wrote {path}")
     return 0
+
+
+def _cache_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="replay cache of real client-rounds and evaluations (default "
+        "$FSTQ_SIM_REPLAY_CACHE or ~/.cache/fstq-sim/replay)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="compute everything, store nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing run directory (kept until the new run has started)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _cache_flags(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sweep", help="run every arm over several seeds (resumable)")
@@ -222,7 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     p.add_argument("--out", help="sweep directory (default runs/<name>-sweep)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    _cache_flags(p)
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-time a finished real run under other settings (e.g. --set network...), "
+        "training only what the new timing changes",
+    )
+    p.add_argument("run", help="a run directory (its scenario.json is the starting point)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--out", required=True, help="the new run directory")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _cache_flags(p)
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("plot", help="one figure of run, sweep or arm directories")
     p.add_argument("runs", nargs="+", help="run, sweep or arm directories")
@@ -256,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--format",
         default="mahimahi",
-        choices=["mahimahi", "pensieve", "csv", "5gophers"],
-        help="the files' format (default mahimahi; see traces/README.md)",
+        help="the files' format: mahimahi (default), pensieve, csv, 5gophers or "
+        "package.module:Class (see traces/README.md)",
     )
     s.add_argument(
         "--option",

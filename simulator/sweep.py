@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from simulator.cache import ReplayCache
 from simulator.errors import RunDirError
 from simulator.experiment import prepare_out, run_scenario
 from simulator.scenario import Scenario, load_scenario, resolved_dict
@@ -31,9 +32,12 @@ def seed_dir(out: Path, seed: int) -> Path:
     return out / f"seed-{seed}"
 
 
-def run_seed(scenario_file: str, overrides: list[str], seed: int, out: str) -> Path:
-    """Run (or finish) every arm of one seed; a top-level function so worker processes can
-    take it. Refuses a seed folder that holds a different scenario."""
+def run_seed(
+    scenario_file: str, overrides: list[str], seed: int, out: str, cache: str | None = None
+) -> Path:
+    """Run (or finish) every arm of one seed, with the replay cache in folder `cache` (None:
+    none); a top-level function so worker processes can take it. Refuses a seed folder that
+    holds a different scenario."""
     scenario = load_scenario(scenario_file, [*overrides, f"seed={seed}"])
     folder = seed_dir(Path(out), seed)
     saved = folder / "scenario.json"
@@ -45,7 +49,8 @@ def run_seed(scenario_file: str, overrides: list[str], seed: int, out: str) -> P
             )
     else:
         prepare_out(folder, Path(scenario_file), scenario)
-    run_scenario(scenario, folder, resume=True, progress=False, source=scenario_file)
+    replay = None if cache is None else ReplayCache(Path(cache))
+    run_scenario(scenario, folder, resume=True, progress=False, source=scenario_file, cache=replay)
     return folder
 
 
@@ -67,18 +72,25 @@ class SeedTask:
     overrides: tuple[str, ...]
     seed: int
     out: str
+    cache: str | None = None  # the replay cache's folder; None: none
 
     def run(self) -> Path:
-        return run_seed(self.scenario_file, list(self.overrides), self.seed, self.out)
+        return run_seed(self.scenario_file, list(self.overrides), self.seed, self.out, self.cache)
 
 
 def sweep(
-    scenario_file: str, seeds: int, out: Path, overrides: list[str], jobs: int = 1
+    scenario_file: str,
+    seeds: int,
+    out: Path,
+    overrides: list[str],
+    jobs: int = 1,
+    cache: str | None = None,
 ) -> list[Path]:
-    """Run every arm × seed; a progress bar (with ETA) counts finished seeds."""
+    """Run every arm × seed (real client-rounds and evaluations through the replay cache in
+    folder `cache`, when given); a progress bar (with ETA) counts finished seeds."""
     first = load_scenario(scenario_file, overrides).seed
     tasks = [
-        SeedTask(scenario_file, tuple(overrides), seed, str(out))
+        SeedTask(scenario_file, tuple(overrides), seed, str(out), cache)
         for seed in range(first, first + seeds)
     ]
     return run_tasks(tasks, jobs, f"sweep {out.name}")

@@ -20,6 +20,7 @@ from typing import Any
 from analysis import metrics, plots
 from analysis.report import per_seed_values
 from analysis.runs import Arm, find_arms, parameter_count
+from simulator.cache import default_replay_dir
 from simulator.sweep import SeedTask, run_tasks
 from studies.results_doc import HEADLINE_ARMS, render
 
@@ -58,9 +59,9 @@ class Study:
     overrides: tuple[str, ...] = ()
     seeds: int = 3
 
-    def tasks(self, runs: Path) -> list[SeedTask]:
+    def tasks(self, runs: Path, cache: str | None = None) -> list[SeedTask]:
         out = str(runs / self.key)
-        return [SeedTask(self.scenario, self.overrides, s, out) for s in range(self.seeds)]
+        return [SeedTask(self.scenario, self.overrides, s, out, cache) for s in range(self.seeds)]
 
 
 HEADLINE = "scenarios/headline.toml"
@@ -96,9 +97,13 @@ STUDIES = (
 )
 
 
-def run(runs: Path, studies: tuple[Study, ...] = STUDIES, jobs: int = 2) -> None:
-    """Run (or finish) every seed of every study; seed-major, so each study has seeds early."""
-    tasks = sorted((t for s in studies for t in s.tasks(runs)), key=lambda t: t.seed)
+def run(
+    runs: Path, studies: tuple[Study, ...] = STUDIES, jobs: int = 2, cache: str | None = None
+) -> None:
+    """Run (or finish) every seed of every study; seed-major, so each study has seeds early.
+    Through the replay cache (folder `cache`), the network studies of one scenario train each
+    synchronous client-round once."""
+    tasks = sorted((t for s in studies for t in s.tasks(runs, cache)), key=lambda t: t.seed)
     run_tasks(tasks, jobs, "results")
 
 
@@ -230,19 +235,22 @@ def load(docs: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs/results", help="sweep folders (resumable)")
+    parser.add_argument("--runs", default="results", help="sweep folders (resumable, committed)")
     parser.add_argument("--docs", default="docs", help="where RESULTS.md and results/ go")
     parser.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes")
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite RESULTS.md from the JSON only"
     )
+    parser.add_argument("--cache", help="replay cache folder (default: the user cache's)")
+    parser.add_argument("--no-cache", action="store_true", help="train every study afresh")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     docs = Path(args.docs)
     if args.render_only:
         results = load(docs)
     else:
-        run(Path(args.runs), jobs=args.jobs)
+        cache = None if args.no_cache else str(args.cache or default_replay_dir())
+        run(Path(args.runs), jobs=args.jobs, cache=cache)
         results = collect(Path(args.runs), docs)
     (docs / "RESULTS.md").write_text(render(results), encoding="utf-8")
     log.info("wrote %s", docs / "RESULTS.md")

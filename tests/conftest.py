@@ -13,6 +13,14 @@ import tomli_w
 # No hub at test time: a hub id must fail fast and clearly, not wait on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _replay_cache_of_the_session(tmp_path_factory):
+    """Commands run by tests keep their replay-cache entries in a folder of this session, not
+    in the user's cache (so no test is answered by an earlier session's entries)."""
+    os.environ["FSTQ_SIM_REPLAY_CACHE"] = str(tmp_path_factory.mktemp("replay-cache"))
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 

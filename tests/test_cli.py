@@ -117,7 +117,7 @@ def _break_trainers(monkeypatch) -> None:
     """Make the next run fail while it starts (as a model that will not load does)."""
     import simulator.experiment as experiment
 
-    def broken(scenario):
+    def broken(scenario, cache=None):
         raise RuntimeError("the model would not load")
 
     monkeypatch.setattr(experiment, "trainers", broken)

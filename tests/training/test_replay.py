@@ -179,3 +179,27 @@ def test_evaluations_are_keyed_by_state_settings_and_answers(write_scenario, tin
         write_scenario(real_scenario_dict(tiny_models["bert"])), ["evaluation.every=2"]
     )
     assert eval_key("fp", other, ARM, flat, False) != key
+
+
+def test_the_replay_command_retimes_a_run_and_says_what_it_reused(
+    write_scenario, tiny_models, tmp_path, capsys
+):
+    from simulator.cli import main
+
+    path = write_scenario(real_scenario_dict(tiny_models["bert"], methods=[FSTQ]))
+    cache = str(tmp_path / "cache")
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["run", str(path), "--out", str(first), "--quiet", "--cache", cache]) == 0
+    slower = 'network.uplink={kind="constant",mbps=0.5}'
+    code = main(
+        ["replay", str(first), "--set", slower, "--out", str(again), "--quiet", "--cache", cache]
+    )
+    assert code == 0
+    said = capsys.readouterr().out
+    assert "reused 16 of 16 client-rounds and evaluations (100 %)" in said  # 12 updates, 4 evals
+    assert json.loads((again / "scenario.json").read_text())["network"]["uplink"]["mbps"] == 0.5
+    first_rounds = (first / "fstq" / "rounds.csv").read_text()
+    assert (again / "fstq" / "rounds.csv").read_text() != first_rounds  # re-timed
+    assert (
+        main(["run", str(path), "--out", str(tmp_path / "x"), "--cache", cache, "--no-cache"]) == 2
+    )
