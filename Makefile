@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/strategies.py
+	$(BIN)/python bench/replay.py --set server.rounds=4
 	$(BIN)/python bench/report.py
 
 # docs/RESULTS.md: every headline arm × 3 networks + PubMedQA, 3 seeds each (resumable; see
