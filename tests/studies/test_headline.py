@@ -107,3 +107,18 @@ def test_tiny_study_end_to_end(tiny_models, write_scenario, tmp_path):
 
 def _mtimes(folder: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*.csv")}
+
+
+def test_the_other_claims_and_token_recall_are_rendered_with_verdicts():
+    results = headline.load(PROJECT_ROOT / "docs")
+    study = json.loads(json.dumps(results["studies"][0]))
+    fstq = next(a for a in study["arms"] if a["arm"] == HEADLINE_ARMS[0])
+    fstq["compute_overhead_pct"] = [30.0, 5.0]  # the paper's +17 % lies below the interval
+    fstq["final_vs_baseline"] = [-0.01, 0.004]
+    recall = {"policies": {"fisher": {"recall": 0.1, "keep_share": 0.5, "informative_tokens": 8}}}
+    text = render({**results, "studies": [study], "token_recall": recall})
+    assert "Fisher compute overhead (paper +17 %)" in text
+    row = next(line for line in text.splitlines() if line.startswith(f"| {study['key']} | 30"))
+    assert "| exceeds |" in row and "| yes |" in row
+    assert "## Token Recall" in text and "| fisher | 0.100 | 0.50 | 8 |" in text
+    assert "Fisher compute overhead" not in render(results)  # not recorded: no table
