@@ -203,3 +203,19 @@ def test_the_replay_command_retimes_a_run_and_says_what_it_reused(
     assert (
         main(["run", str(path), "--out", str(tmp_path / "x"), "--cache", cache, "--no-cache"]) == 2
     )
+
+
+def test_damaged_entries_are_recomputed_and_the_run_is_unchanged(
+    write_scenario, tiny_models, tmp_path
+):
+    raw = real_scenario_dict(tiny_models["bert"], methods=[EF])
+    cache = ReplayCache(tmp_path / "cache")
+    first = _run(write_scenario, raw, tmp_path / "first", cache)
+    messages = sorted((tmp_path / "cache" / "update").rglob("*.msg"))
+    for path in messages[::2]:  # every other message: a flipped byte, or cut short
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]) if len(data) % 2 else data[:10])
+    again = _run(write_scenario, raw, tmp_path / "again", ReplayCache(tmp_path / "cache"))
+    _same_files(first, again)
+    (stats,) = _cache_stats(again)
+    assert stats["corrupt"] == len(messages[::2]) and stats["misses"] == stats["corrupt"]
