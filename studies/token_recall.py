@@ -4,7 +4,8 @@
 
 In the synthetic instructions the response is "The answer is <word>." and only the class word
 carries the example's information, so the informative target tokens are known: those of the
-answer words. Each policy (Fed-FSTQ's Fisher proxy, the loss control, the random control)
+answer words. Each policy (Fed-FSTQ's Fisher proxy, as the paper scores it and aligned with
+the loss term it masks (`align`), the loss control, the random control)
 trains the same client-rounds from the same initial adapter with a TokenRecall meter around its
 hook; recall is the share of informative target tokens its masked steps keep, keep_share the
 share of all target tokens kept (what random's recall is in expectation).
@@ -28,7 +29,13 @@ from simulator.training.data import ANSWER_WORDS
 from simulator.training.local import train_local
 from simulator.training.task import RealTask
 
-POLICIES = ("fisher", "loss", "random")
+# row name: (policy, extra token options); fisher-aligned scores target i by input i − 1
+POLICIES = {
+    "fisher": ("fisher", {}),
+    "fisher-aligned": ("fisher", {"align": True}),
+    "loss": ("loss", {}),
+    "random": ("random", {}),
+}
 SCENARIO = "scenarios/llm-quickstart.toml"
 DEFAULTS = ("training.local.steps=10",)  # enough steps for several masked ones per round
 
@@ -49,11 +56,11 @@ def measure(
     informative = informative_ids(task.tokenizer, task.vocab_size)
     start = task.model.get_flat()
     out = {}
-    for name in POLICIES:
+    for name, (kind, extra) in POLICIES.items():
         counts = np.zeros(4)
         for client in clients:
             task.model.set_flat(start)
-            hook = policy(name, {"keep": keep, "refresh": refresh}).hook(
+            hook = policy(kind, {"keep": keep, "refresh": refresh, **extra}).hook(
                 task.vocab_size, task.special_ids, client
             )
             meter = TokenRecall(hook, informative)
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for name, row in results["policies"].items():
-        print(f"{name:7s} recall {row['recall']:.3f}  keep share {row['keep_share']:.3f}")
+        print(f"{name:14s} recall {row['recall']:.3f}  keep share {row['keep_share']:.3f}")
     return 0
 
 

@@ -18,7 +18,8 @@ kept (REC 2's +∞), by every policy alike, random included, so the controls dif
 Fed-FSTQ only in how they score the ids they have seen.
 
 - `fisher` (Fed-FSTQ): gᵢ = ‖∂L/∂eᵢ‖² at the input embeddings, from the refresh step's own
-  backward pass.
+  backward pass; with `align = true` (causal LM) target token i is scored by gᵢ₋₁, the input
+  that predicts it, since the mask weights the loss term whose target is token i.
 - `loss` (control): the per-token loss (causal LM: of predicting token i; classification:
   the loss of the sequence the token is in).
 - `random` (control): uniform random scores from the client-round's seed, drawn afresh at
@@ -39,13 +40,16 @@ if TYPE_CHECKING:
 
 
 class TokenOptions(BaseModel):
-    """keep = r_tok, refresh = H, rho = the score EMA's ρ."""
+    """keep = r_tok, refresh = H, rho = the score EMA's ρ. align (Fisher, causal LM): score
+    target token i by the gradient at input i − 1, the input whose prediction the loss term i
+    is, instead of by its own input embedding's gradient (default off: the paper's proxy)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     keep: float = Field(0.5, gt=0, le=1)
     refresh: int = Field(10, gt=0)
     rho: float = Field(0.9, ge=0, lt=1)
+    align: bool = False
 
 
 class ScheduledHook:
@@ -95,6 +99,8 @@ class ScheduledHook:
     ) -> None:
         """Fold the refresh step's per-token scores into the per-id EMA."""
         values = token_grad_sq if self.score == "fisher" else token_loss
+        if self.score == "fisher" and self.options.align:
+            values = torch.nn.functional.pad(values[:, :-1], (1, 0))  # input i − 1 → target i
         mask = _eligible(batch).bool()
         ids = batch.input_ids.cpu()[mask]
         values = values.detach().float().cpu()[mask]

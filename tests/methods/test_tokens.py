@@ -122,3 +122,15 @@ def test_token_recall_counts_informative_targets_the_masks_keep():
     assert weights[0].tolist() == [0, 0, 0, 0, 1, 0, 0, 1]
     assert (meter.kept, meter.total, meter.kept_all, meter.total_all) == (0, 1, 2, 5)
     assert meter.recall == 0.0 and meter.keep_share == 0.4
+
+
+def test_aligned_fisher_scores_each_target_by_the_input_that_predicts_it():
+    ids = torch.tensor([[5, 6, 7, 8]])
+    batch = Batch(ids, torch.ones_like(ids), None)
+    grad_sq = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    own = FisherTokens(TokenOptions(refresh=1)).hook(20, [], seed=0)
+    aligned = FisherTokens(TokenOptions(refresh=1, align=True)).hook(20, [], seed=0)
+    own.observe(0, batch, None, grad_sq)
+    aligned.observe(0, batch, None, grad_sq)
+    assert own.ema[ids[0]].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert aligned.ema[ids[0]].tolist() == [0.0, 1.0, 2.0, 3.0]  # token 8 by input 7's gradient
