@@ -11,6 +11,7 @@ client-round (training/, methods/, seeds.py): an edited codec never replays stal
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -37,7 +38,10 @@ _SOURCES = ("training", "methods", "seeds.py")  # the code a client-round or eva
 _PACKAGES = ("numpy", "torch", "transformers", "peft", "rouge-score")
 
 
+@functools.cache
 def _source_hash() -> str:
+    """The code this process runs: hashed once, at first use (a module edited on disk later is
+    not what this process executes)."""
     digest = hashlib.sha256()
     for entry in _SOURCES:
         path = _PACKAGE / entry
