@@ -466,8 +466,14 @@ How: with common random numbers a synchronous client-round's result depends only
 client decoded, who it is, its seed coordinate, the method and the training, never on the links,
 so the cache (simulator/cache.py, keys in simulator/training/replay.py) answers every
 client-round and evaluation another network repeats; only a link-aware arm, whose byte budget
-is the uplink's, trains again under a different uplink. Run directories are byte-identical with
-and without it (tests/training/test_replay.py)."""
+is the uplink's, trains again. Its budget is what the client's uplink delivers in `upload_s`
+from the moment it received the global model, so any change of timing (a slower downlink, more
+latency, another uplink) moves that window on a time-varying link and changes its messages:
+under the quickstart's three arms, one of them link-aware, a replay re-trains a third of the
+client-rounds, which is why the quickstart replay misses the 10 % target while every other arm
+is reused whole; the network studies, one link-aware arm in nine, reach the 2.5× target only
+narrowly for the same reason (and the first study pays for filling the cache). Run directories
+are byte-identical with and without the cache (tests/training/test_replay.py)."""
 
 
 def replay_rows(r: dict) -> list[Row]:
