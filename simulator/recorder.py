@@ -116,7 +116,17 @@ CLIENT_COLUMNS = ClientRow._fields
 EVAL_COLUMNS = EvalRow._fields
 TABLES = {"rounds": ROUND_COLUMNS, "clients": CLIENT_COLUMNS, "evals": EVAL_COLUMNS}
 
-_PACKAGES = ("fstq-sim", "simpy", "numpy", "pandas", "pydantic", "torch", "transformers", "peft")
+_PACKAGES = (
+    "fstq-sim",
+    "simpy",
+    "numpy",
+    "pandas",
+    "pydantic",
+    "torch",
+    "transformers",
+    "peft",
+    "rouge-score",
+)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -5,8 +5,9 @@ The run's part of every key (`task_fingerprint`) covers the resolved training se
 name or path, LoRA, data, partition, local settings, threads, dtype), the seed and the
 population size (the partition depends on both), the loaded model's every parameter and buffer
 (base weights and the seeded LoRA initialisation), the tokenised data and the partition, the
-versions of the packages that do the math and the source of the modules that run a
-client-round (training/, methods/, seeds.py): an edited codec never replays stale entries.
+versions of the packages that shape results (recorder.package_versions) and the source of the
+modules that run a client-round (training/, methods/, seeds.py): an edited codec never replays
+stale entries.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import io
 import json
 import time
 from dataclasses import asdict, fields
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from simulator.cache import ReplayCache, array_hash, arrays_bytes, canonical_hash
+from simulator.recorder import package_versions
 from simulator.training.client import Arm, Job, Update
 from simulator.training.local import HostTime, LocalStats
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _SOURCES = ("training", "methods", "seeds.py")  # the code a client-round or evaluation runs
-_PACKAGES = ("numpy", "torch", "transformers", "peft", "rouge-score")
 
 
 @functools.cache
@@ -51,16 +51,6 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in _PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def _tensor_hash(digest: Any, tensor: torch.Tensor) -> None:
     array = tensor.detach().cpu().contiguous()
     digest.update(f"{array.dtype}{tuple(array.shape)}".encode())
@@ -74,7 +64,7 @@ def task_fingerprint(scenario: Scenario, task: RealTask) -> str:
         "training": scenario.training.model_dump(mode="json"),
         "seed": scenario.seed,
         "clients": scenario.population.clients,
-        "versions": _versions(),
+        "versions": package_versions(),
         "source": _source_hash(),
     }
     digest.update(json.dumps(spec, sort_keys=True).encode())
