@@ -35,6 +35,14 @@ class Population(Model):
             )
         return value
 
+    @field_validator("device_model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from simulator.devices import DEVICE_MODELS  # the component imports this schema
+
+        DEVICE_MODELS.resolve(value)  # an error here is located at population.device_model
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Population:
         if self.per_round > self.clients:
@@ -46,7 +54,7 @@ class Population(Model):
             raise ValueError("mix is empty; give at least one device class, e.g. mid_phone = 1.0")
         from simulator.devices import DEVICE_MODELS  # the component imports this schema
 
-        cls = DEVICE_MODELS.resolve(self.device_model)
+        cls = DEVICE_MODELS.resolve(self.device_model)  # known: checked by _known_model
         try:
             validate_options(cls, self.device_model_options)
         except ValidationError as exc:
