@@ -95,13 +95,17 @@ def energy_per_round(rounds: pd.DataFrame) -> pd.DataFrame:
 
 def bits_per_parameter(arms: list[Arm]) -> pd.DataFrame:
     """Per arm, seed and round: 8 · uplink bytes per received client / P, where P is the
-    trainable parameter count from the arm's saved state. Arms without one (surrogate runs) are
-    left out with a logged reason: their payload sizes are modelled, not tied to a model."""
+    arm's trainable parameter count (runs.parameter_count), or that of the same arm of another
+    seed of the same scenario when this one no longer has it (same method, same adapter).
+    Arms without any (surrogate runs) are left out with a logged reason: their payload sizes
+    are modelled, not tied to a model."""
+    counts = {arm: parameter_count(arm) for arm in arms}
+    known = {(a.scenario, a.arm): n for a, n in counts.items() if n is not None}
     frames = []
-    for arm in arms:
-        params = parameter_count(arm)
+    for arm, params in counts.items():
+        params = params or known.get((arm.scenario, arm.arm))
         if params is None:
-            log.info("%s: no state-r*.npz, so no parameter count; bits/parameter left out", arm)
+            log.info("%s: no parameter count recorded; bits/parameter left out", arm)
             continue
         rounds = read_table(arm, "rounds")
         per_client = rounds["uplink_bytes"] / rounds["received"].where(rounds["received"] > 0)

@@ -122,8 +122,13 @@ def load_table(runs: Runs, table: str) -> pd.DataFrame:
 
 
 def parameter_count(arm: Arm) -> int | None:
-    """Trainable parameters, from the `global` array of the latest state-r*.npz (real training
-    only; None when the arm saved no state, e.g. surrogate runs)."""
+    """Trainable parameters (real training only; None when the arm saved no state, e.g.
+    surrogate runs): the manifest's `trainable_parameters`, written when a real arm finishes,
+    else the `global` array of its latest state-r*.npz (arms that finished before the manifest
+    recorded it; the states stay out of git, see results/.gitignore)."""
+    recorded = _read_json(arm.folder / "manifest.json").get("trainable_parameters")
+    if recorded is not None:
+        return int(recorded)
     states = sorted(arm.folder.glob("state-r*.npz"), key=lambda p: int(p.stem[len("state-r") :]))
     if not states:
         return None

@@ -165,6 +165,7 @@ class RealTrainer:
         """Save the final adapter with PEFT's save_pretrained, and the latest answers."""
         self.task.use(self.arm)
         weights = self.server.weights
+        self.recorder.manifest["trainable_parameters"] = int(weights.size)
         self.recorder.write_folder(
             "adapter", lambda folder: self.task.model.save_adapter(weights, folder)
         )

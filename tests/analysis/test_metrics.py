@@ -91,6 +91,17 @@ def test_bits_per_parameter_needs_the_state(tmp_path, caplog):
     assert bits["bits_per_param"].tolist() == [16.0, 16.0]  # 8 * 2000 B per client / 1000
 
 
+def test_bits_per_parameter_borrows_the_count_of_the_same_arm_in_another_seed(tmp_path):
+    """Seeds that finished before the manifest recorded the count (and whose states are not
+    committed) take it from the same arm of another seed; other arms are not guessed."""
+    arms = find_arms(hand_sweep(tmp_path))
+    seed_3 = next(a for a in arms if a.seed == 3 and a.arm == "dense")
+    np.savez(seed_3.folder / "state-r2.npz", **{"global": np.zeros(1000, np.float32)})
+    bits = metrics.bits_per_parameter(arms)
+    assert set(bits["arm"]) == {"dense"} and sorted(set(bits["seed"])) == [1, 2, 3]
+    assert set(bits["bits_per_param"]) == {16.0}
+
+
 def test_pareto_front():
     bytes_ = pd.Series([100, 200, 300, 150])
     quality = pd.Series([0.5, 0.7, 0.6, 0.5])

@@ -71,6 +71,18 @@ def test_parameter_count_from_latest_state(tmp_path):
     assert parameter_count(arm) == 12
 
 
+def test_parameter_count_prefers_the_manifest(tmp_path):
+    """Committed studies keep no state files: the manifest's count must do without them."""
+    run = hand_run(tmp_path)
+    arm = find_arms(run / "dense")[0]
+    manifest = arm.folder / "manifest.json"
+    manifest.write_text(
+        json.dumps(json.loads(manifest.read_text()) | {"trainable_parameters": 7}),
+    )
+    np.savez(arm.folder / "state-r2.npz", **{"global": np.zeros(12, np.float32)})
+    assert parameter_count(arm) == 7
+
+
 def test_an_arm_given_twice_is_refused_not_doubled(tmp_path):
     """Before: compare merged them and reported doubled totals as '1/1 seeds'."""
     run = hand_run(tmp_path)

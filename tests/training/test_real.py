@@ -115,7 +115,10 @@ def test_executors_agree_on_the_real_minilm_weights(write_scenario, tmp_path):
         assert (inline / name).read_bytes() == (pool / name).read_bytes(), name
     with np.load(inline / "state-r2.npz") as a, np.load(pool / "state-r2.npz") as b:
         np.testing.assert_array_equal(a["global"], b["global"])
-    assert json.loads((pool / "manifest.json").read_text())["torch_threads"] == 2
+        size = a["global"].size
+    manifest = json.loads((pool / "manifest.json").read_text())
+    assert manifest["torch_threads"] == 2
+    assert manifest["trainable_parameters"] == size  # the count survives without the states
 
 
 def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_path, monkeypatch):
