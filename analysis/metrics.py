@@ -135,3 +135,8 @@ def mean_ci(values: pd.Series | list[float], level: float = 0.95) -> tuple[float
         return float(x[0]), math.nan
     half = stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean()), float(half)
+
+
+def json_pair(value: tuple[float, float], scale: float = 1.0) -> list[float | None]:
+    """A (mean, CI half-width) as JSON, divided by `scale`: NaN (not reached, one seed) is null."""
+    return [None if math.isnan(v) else v / scale for v in value]

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from analysis import metrics
 from analysis.runs import Runs, find_arms, load_table
 from simulator.errors import RunDirError
+from simulator.recorder import lower_is_better
 
 # Okabe-Ito (distinguishable with the common colour-vision deficiencies), then grey and brown so
 # that up to ten arms (the headline comparison has nine) never share a colour.
@@ -165,12 +166,52 @@ def bits_figure(runs: Runs) -> Figure:
     return fig
 
 
+def final_points(runs: Runs, metric: str | None = None) -> pd.DataFrame:
+    """Per arm, the means over seeds of its total uplink (MB) and of its final `metric`, and
+    whether it is on the bytes/quality Pareto front."""
+    evals = load_table(runs, "evals")
+    metric, evals = metrics.select_metric(evals, metric)
+    final = evals.sort_values("round").groupby(metrics.KEYS, sort=False)["value"].last()
+    uplink = load_table(runs, "rounds").groupby(metrics.KEYS, sort=False)["uplink_bytes"].sum()
+    per_seed = pd.concat([final.rename("final"), (uplink / 1e6).rename("uplink_mb")], axis=1)
+    points = per_seed.groupby("arm", sort=False).mean().reset_index()
+    lower = lower_is_better(metric)
+    points["front"] = metrics.pareto_front(points["uplink_mb"], points["final"], lower)
+    return points.assign(metric=metric)
+
+
+def pareto_figure(runs: Runs, metric: str | None = None) -> Figure:
+    """Final quality against total uplink (log x), one labelled point per arm (mean over
+    seeds), the Pareto front joined by a line."""
+    points = final_points(runs, metric)
+    fig, ax = _figure()
+    colours = _colours(points["arm"])
+    front = points[points["front"]].sort_values("uplink_mb")
+    ax.plot(front["uplink_mb"], front["final"], color="#999999", zorder=1, label="Pareto front")
+    for row in points.itertuples():
+        ax.scatter(row.uplink_mb, row.final, color=colours[row.arm], zorder=2)
+        ax.annotate(
+            row.arm,
+            (row.uplink_mb, row.final),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("total uplink (MB, log scale)")
+    ax.set_ylabel(f"final {points['metric'].iloc[0]}")
+    ax.set_title("final quality vs bytes sent")
+    ax.legend()
+    return fig
+
+
 KINDS: dict[str, Callable[..., Figure]] = {
     "quality-time": lambda runs, metric=None: quality_figure(runs, "time", metric),
     "quality-bytes": lambda runs, metric=None: quality_figure(runs, "bytes", metric),
     "round-cdf": lambda runs, metric=None: round_cdf_figure(runs),
     "timeline": lambda runs, metric=None: timeline_figure(runs),
     "bits": lambda runs, metric=None: bits_figure(runs),
+    "pareto": pareto_figure,
 }
 
 

@@ -121,6 +121,21 @@ def load_table(runs: Runs, table: str) -> pd.DataFrame:
     return pd.concat([read_table(arm, table) for arm in find_arms(runs)], ignore_index=True)
 
 
+def complete_seeds(arms: list[Arm], names: list[str]) -> list[Arm]:
+    """The arms of the seeds in which every named arm has finished, so that a table over arms
+    compares the same seeds (a seed still running waits for a later summary)."""
+    done: dict[int, list[Arm]] = {}
+    for arm in arms:
+        if arm.complete:
+            done.setdefault(arm.seed, []).append(arm)
+    kept = [
+        a for seed in sorted(done) if {a.arm for a in done[seed]} >= set(names) for a in done[seed]
+    ]
+    if not kept:
+        raise RunDirError("no seed has finished all of its arms yet; run or resume it first")
+    return kept
+
+
 def parameter_count(arm: Arm) -> int | None:
     """Trainable parameters (real training only; None when the arm saved no state, e.g.
     surrogate runs): the manifest's `trainable_parameters`, written when a real arm finishes,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +18,10 @@ from typing import Any
 
 from analysis import metrics, plots
 from analysis.report import per_seed_values
-from analysis.runs import Arm, find_arms, load_table, parameter_count
+from analysis.runs import Arm, Runs, complete_seeds, find_arms, load_table, parameter_count
 from simulator.cache import default_replay_dir
 from simulator.sweep import SeedTask, run_tasks
+from studies import budget
 from studies.results_doc import HEADLINE_ARMS, render
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Study:
     title: str
     scenario: str
     metric: str
-    target: float
+    target: float | None  # None: compared at the end only (the budget study)
     overrides: tuple[str, ...] = ()
     seeds: int = 3
 
@@ -104,10 +104,14 @@ STUDIES = (
         3.05,
     ),
 )
+BUDGET = Study(budget.KEY, budget.TITLE, budget.SCENARIO, budget.METRIC, None)
 
 
 def run(
-    runs: Path, studies: tuple[Study, ...] = STUDIES, jobs: int = 2, cache: str | None = None
+    runs: Path,
+    studies: tuple[Study, ...] = (*STUDIES, BUDGET),
+    jobs: int = 2,
+    cache: str | None = None,
 ) -> None:
     """Run (or finish) every seed of every study; seed-major, so each study has seeds early.
     Through the replay cache (folder `cache`), the network studies of one scenario train each
@@ -116,15 +120,10 @@ def run(
     run_tasks(tasks, jobs, "results")
 
 
-def _pair(value: tuple[float, float], scale: float) -> list[float | None]:
-    """(mean, CI half-width) in JSON: NaN (not reached, one seed) becomes null."""
-    return [None if math.isnan(v) else v / scale for v in value]
-
-
 def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list[float | None]:
     """Mean ± CI over seeds of arm − other (the same seed: common random numbers)."""
     by_seed = per_seed.pivot(index="seed", columns="arm", values=column)
-    return _pair(metrics.mean_ci(by_seed[arm] - by_seed[other]), 1.0)
+    return metrics.json_pair(metrics.mean_ci(by_seed[arm] - by_seed[other]), 1.0)
 
 
 def _host_times(arms: list[Arm]) -> dict[str, Any]:
@@ -145,17 +144,19 @@ def _host_times(arms: list[Arm]) -> dict[str, Any]:
     }
 
 
-def _compute_overhead(folder: Path) -> dict[str, list[float | None]]:
+def _compute_overhead(finished: Runs) -> dict[str, list[float | None]]:
     """Per arm, mean ± CI over seeds of its mean simulated compute seconds per client-round
     that trained, relative to the baseline's in the same seed (%): what the Fisher proxy's
     counted FLOPs add (the paper: +17 %)."""
-    clients = load_table(folder, "clients")
+    clients = load_table(finished, "clients")
     trained = clients[clients["compute_end_s"].notna()]
     seconds = (trained["compute_end_s"] - trained["compute_start_s"]).rename("compute_s")
     means = trained.assign(compute_s=seconds).groupby(["seed", "arm"])["compute_s"].mean()
     by_seed = means.unstack("arm")
     overhead = (by_seed.div(by_seed[BASELINE], axis=0) - 1.0) * 100.0
-    return {str(arm): _pair(metrics.mean_ci(overhead[arm]), 1.0) for arm in overhead.columns}
+    return {
+        str(arm): metrics.json_pair(metrics.mean_ci(overhead[arm]), 1.0) for arm in overhead.columns
+    }
 
 
 def _bits_per_parameter(arms: list[Arm]) -> dict[str, float]:
@@ -184,11 +185,11 @@ def _setup(folder: Path) -> dict[str, Any]:
     }
 
 
-def _figures(study: Study, folder: Path, out: Path) -> list[str]:
+def _figures(study: Study, finished: Runs, out: Path) -> list[str]:
     names = []
     for kind in FIGURES:
         path = out / f"{study.key}-{kind}.png"
-        plots.save(plots.KINDS[kind](folder, study.metric), path)
+        plots.save(plots.KINDS[kind](finished, study.metric), path)
         names.append(path.name)
     return names
 
@@ -196,11 +197,12 @@ def _figures(study: Study, folder: Path, out: Path) -> list[str]:
 def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
     """One study's comparison as plain JSON, and its figures written under `figures`."""
     folder = runs / study.key
-    found = find_arms(folder)
-    values = per_seed_values(folder, BASELINE, study.target, study.metric)
-    bits = _bits_per_parameter(found)
-    overhead = _compute_overhead(folder)
     setup = _setup(folder)
+    found = complete_seeds(find_arms(folder), setup["methods"])
+    finished = [arm.folder for arm in found]
+    values = per_seed_values(finished, BASELINE, study.target, study.metric)
+    bits = _bits_per_parameter(found)
+    overhead = _compute_overhead(finished)
     arms = []
     for arm, frame in values.groupby("arm", sort=False):
         entry = {
@@ -210,7 +212,9 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
             "compute_overhead_pct": overhead.get(str(arm), [None, None]),
             "final_vs_baseline": _paired_difference(values, "final", str(arm), BASELINE),
         }
-        entry |= {key: _pair(metrics.mean_ci(frame[col]), scale) for col, key, scale in VALUES}
+        entry |= {
+            key: metrics.json_pair(metrics.mean_ci(frame[col]), scale) for col, key, scale in VALUES
+        }
         arms.append(entry)
     arms.sort(key=lambda entry: setup["methods"].index(entry["arm"]))
     controls = {
@@ -229,32 +233,36 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         "metric": study.metric,
         "target": study.target,
         "baseline": BASELINE,
-        "parameters": parameter_count(found[0]),
+        "parameters": next(filter(None, map(parameter_count, found)), None),
         "setup": {k: v for k, v in setup.items() if k != "methods"},
         "arms": arms,
         "controls": controls,
-        "figures": _figures(study, folder, figures),
+        "figures": _figures(study, finished, figures),
         **_host_times(found),
     }
 
 
-def collect(runs: Path, docs: Path, studies: tuple[Study, ...] = STUDIES) -> dict[str, Any]:
+def collect(
+    runs: Path, docs: Path, studies: tuple[Study, ...] = (*STUDIES, BUDGET)
+) -> dict[str, Any]:
     """Every study's summary, with the paper's claims; writes docs/results/results.json. A
-    subset of STUDIES replaces those studies' entries of the committed JSON and keeps the
-    others (each still says when it was run)."""
+    subset replaces those studies' entries of the committed JSON and keeps the others (each
+    still says when it was run)."""
     figures = docs / "results"
     figures.mkdir(parents=True, exist_ok=True)
-    fresh = {study.key: summarise(study, runs, figures) for study in studies}
-    kept = {}
-    if studies != STUDIES and (figures / "results.json").exists():
-        kept = {s["key"]: s for s in load(docs)["studies"]}
-    order = [s.key for s in STUDIES if s.key in fresh or s.key in kept]
+    fresh = {s.key: summarise(s, runs, figures) for s in studies if s is not BUDGET}
+    kept: dict[str, Any] = {}
+    if (figures / "results.json").exists():
+        kept = load(docs)
+    kept_studies = {s["key"]: s for s in kept.get("studies", []) if s["key"] not in fresh}
+    order = [s.key for s in STUDIES if s.key in fresh or s.key in kept_studies]
     order += [key for key in fresh if key not in order]  # studies outside STUDIES (tests)
     results = {
         "command": "make results",
         "paper": PAPER,
         "token_recall": _token_recall(figures),
-        "studies": [fresh.get(key) or kept[key] for key in order],
+        "studies": [fresh.get(key) or kept_studies[key] for key in order],
+        "budget": budget.summarise(runs, figures) if BUDGET in studies else kept.get("budget"),
     }
     path = figures / "results.json"
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -276,9 +284,9 @@ def load(docs: Path) -> dict[str, Any]:
 def _chosen(only: str | None) -> tuple[Study, ...]:
     """The studies --only names (all without it); an unknown key is an error naming the known."""
     if not only:
-        return STUDIES
+        return (*STUDIES, BUDGET)
     keys = [key.strip() for key in only.split(",") if key.strip()]
-    known = {study.key: study for study in STUDIES}
+    known = {study.key: study for study in (*STUDIES, BUDGET)}
     unknown = [key for key in keys if key not in known]
     if unknown:
         raise SystemExit(f"--only: unknown study {unknown[0]!r}; use one of {', '.join(known)}")

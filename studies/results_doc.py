@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from analysis.report import fmt
+from simulator.recorder import lower_is_better
 
 # (JSON key, heading, unit, decimals) of the per-study tables
 COLUMNS = (
@@ -20,9 +21,10 @@ COLUMNS = (
     ("uplink_total_mb", "total uplink", "MB", 1),
 )
 HEADLINE_ARMS = ("fed-fstq", "fed-fstq-link")
+BUDGET_ALLOCATIONS = ("fisher", "magnitude", "random", "qsgd", "ef-signsgd")
 
 
-def _value(pair: list[float | None], unit: str, decimals: int) -> str:
+def value(pair: list[float | None], unit: str, decimals: int) -> str:
     mean, half = (math.nan if v is None else v for v in pair)
     return fmt((mean, half), 1.0, unit, decimals)
 
@@ -41,7 +43,7 @@ def verdict(pair: list[float | None], claim: float) -> str:
     return "matches"
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
     return [
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -76,9 +78,9 @@ def headline_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     study["key"],
                     name,
                     arm["reached"],
-                    _value(ratio, "×", 2),
+                    value(ratio, "×", 2),
                     verdict(ratio, paper["bytes_ratio"]),
-                    _value(faster, "%", 1),
+                    value(faster, "%", 1),
                     verdict(faster, paper["time_reduction_pct"]),
                 ]
             )
@@ -92,13 +94,13 @@ def study_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for arm in study["arms"]:
         bits = arm["bits_per_param"]
         cells = [arm["arm"], arm["reached"]]
-        cells += [_value(arm[key], unit, d) for key, _, unit, d in COLUMNS]
+        cells += [value(arm[key], unit, d) for key, _, unit, d in COLUMNS]
         cells.append("n/a" if bits is None else f"{bits:.2f}")
         rows.append(cells)
     return head, rows
 
 
-def _shown(pair: list[float | None]) -> str:
+def shown(pair: list[float | None]) -> str:
     """Whether a paired difference's CI excludes zero."""
     mean, half = pair
     if mean is None:
@@ -112,7 +114,7 @@ def control_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Fed-FSTQ minus each token control, paired by seed."""
     head = ["comparison", "final (difference)", "difference shown", "time to target (difference)"]
     rows = [
-        [name, _value(d["final"], "", 3), _shown(d["final"]), _value(d["time_to_target_s"], "s", 1)]
+        [name, value(d["final"], "", 3), shown(d["final"]), value(d["time_to_target_s"], "s", 1)]
         for name, d in study["controls"].items()
     ]
     return head, rows
@@ -140,10 +142,10 @@ def claim_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 study["key"],
-                _value(overhead, "%", 1),
+                value(overhead, "%", 1),
                 verdict(overhead, PAPER_OVERHEAD_PCT),
-                _value(quality, "", 3),
-                _shown(quality),
+                value(quality, "", 3),
+                shown(quality),
             ]
         )
     return head, rows
@@ -162,26 +164,28 @@ def token_recall_rows(recall: dict[str, Any]) -> tuple[list[str], list[list[str]
 def render(results: dict[str, Any]) -> str:
     """The whole document."""
     lines = [*_intro(results), "## Headline: Fed-FSTQ against the paper's claims", ""]
-    lines += _table(*headline_rows(results))
+    lines += table(*headline_rows(results))
     lines += [*VERDICT_TEXT, ""]
     head, rows = claim_rows(results)
     if rows:
         lines += ["Fed-FSTQ's other claims, where a study records them:", ""]
-        lines += _table(head, rows)
+        lines += table(head, rows)
         lines += [*CLAIM_TEXT, ""]
     recall = results.get("token_recall")
     if recall:
         lines += ["## Token Recall", "", *TOKEN_RECALL_TEXT, ""]
-        lines += _table(*token_recall_rows(recall))
+        lines += table(*token_recall_rows(recall))
     lines += ["Fewest bytes and shortest time to the target, per study, among all arms:", ""]
     lines += [_leaders(study) for study in results["studies"]]
     lines += ["", *_why(results)]
     lines += ["## Does the Fisher token proxy help?", "", *TOKEN_TEXT, ""]
     for study in results["studies"]:
         lines += [f"**{study['title']}** (`{study['key']}`):", ""]
-        lines += _table(*control_rows(study))
+        lines += table(*control_rows(study))
     for study in results["studies"]:
         lines += _study(study)
+    if results.get("budget"):
+        lines += budget_section(results["budget"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -212,8 +216,8 @@ def _leaders(study: dict[str, Any]) -> str:
             if "fed-fstq" in names
             else "Fed-FSTQ not reached"
         )
-        best, value = ranked[0]
-        parts.append(f"{what}: {best} ({value:.{decimals}f}{unit}; {place})")
+        best, score = ranked[0]
+        parts.append(f"{what}: {best} ({score:.{decimals}f}{unit}; {place})")
     return f"- `{study['key']}`: " + "; ".join(parts) + "."
 
 
@@ -229,7 +233,8 @@ def _intro(results: dict[str, Any]) -> list[str]:
         "",
         f"Generated by `{results['command']}` from `docs/results/results.json` (written by the",
         "same command); do not edit by hand. Every figure is measured by the simulator: real",
-        "MiniLM + LoRA training at every client event, uplink bytes are `len()` of the encoded",
+        "MiniLM or SmolLM2 + LoRA training at every client event, uplink bytes are `len()` of the",
+        "encoded",
         "messages the server decoded, times are on the simulated clock (device compute speeds and",
         "link rates), never on this machine's. Mean ± 95 % confidence interval over seeds",
         "(t, n − 1 df); ratios are taken per seed against FedAvg-LoRA of the same seed (common",
@@ -245,7 +250,7 @@ def _intro(results: dict[str, Any]) -> list[str]:
         *SETUP_TEXT,
         "",
         *_studies_list(studies),
-        *_table(*setup_rows(studies)),
+        *table(*setup_rows(studies)),
     ]
 
 
@@ -277,7 +282,7 @@ def _studies_list(studies: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"- `{s['key']}`: {s['title']}; `{s['scenario']}`, overrides {sets}; seeds "
             f"{', '.join(map(str, s['seeds']))}; target {s['metric']} "
-            f"{'≤' if s['metric'] == 'loss' else '≥'} {s['target']:g}; "
+            f"{'≤' if lower_is_better(s['metric']) else '≥'} {s['target']:g}; "
             f"{s['parameters']:,} trainable parameters."
         )
     return [*lines, ""]
@@ -292,7 +297,7 @@ def _why(results: dict[str, Any]) -> list[str]:
     for study in results["studies"]:
         base, fstq = _arm(study, "fedavg-fp16"), _arm(study, "fed-fstq")
         per_round = base["bits_per_param"] / fstq["bits_per_param"]
-        rounds = (_value(a["rounds_to_target"], "", 1) for a in (base, fstq))
+        rounds = (value(a["rounds_to_target"], "", 1) for a in (base, fstq))
         rows.append(
             [
                 study["key"],
@@ -301,7 +306,7 @@ def _why(results: dict[str, Any]) -> list[str]:
                 " → ".join(rounds),
             ]
         )
-    return [*lines, *_table(head, rows), *WHY_TEXT, ""]
+    return [*lines, *table(head, rows), *WHY_TEXT, ""]
 
 
 SETUP_TEXT = [
@@ -378,6 +383,78 @@ VERDICT_TEXT = [
 
 def _study(study: dict[str, Any]) -> list[str]:
     lines = [f"## {study['title']} (`{study['key']}`)", ""]
-    lines += _table(*study_rows(study))
+    lines += table(*study_rows(study))
     lines += [f"![{name}](results/{name})" for name in study["figures"]]
     return [*lines, ""]
+
+
+def _cell(arm: dict[str, Any]) -> str:
+    measured = arm["bits_per_param"]
+    bits = "" if measured is None else f" ({measured:.2f} b)"
+    return value(arm["final"], "", 3) + bits
+
+
+def budget_matrix_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Final NLL per allocation (columns) and nominal bits per parameter (rows)."""
+    capped = [a for a in study["arms"] if a["nominal_bits"] is not None]
+    head = ["bits / parameter", *BUDGET_ALLOCATIONS]
+    rows = []
+    for bits in sorted({a["nominal_bits"] for a in capped}):
+        at = {a["allocation"]: a for a in capped if a["nominal_bits"] == bits}
+        rows.append([f"{bits:g}", *(_cell(at[k]) if k in at else "—" for k in BUDGET_ALLOCATIONS)])
+    return head, rows
+
+
+def budget_arm_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Every arm, fewest bytes first."""
+    head = ["arm", "allocation", "bits / parameter (measured)", f"final {study['metric']}"]
+    head += ["− FedAvg-LoRA's (paired)", "difference shown", "ROUGE-L", "total uplink"]
+    head += ["Pareto front"]
+    rows = []
+    for arm in sorted(study["arms"], key=lambda a: a["uplink_total_mb"]):
+        bits = arm["bits_per_param"]
+        rows.append(
+            [
+                arm["arm"],
+                arm["allocation"],
+                "n/a" if bits is None else f"{bits:.2f}",
+                value(arm["final"], "", 3),
+                value(arm["final_vs_baseline"], "", 3),
+                shown(arm["final_vs_baseline"]) if arm["arm"] != study["baseline"] else "—",
+                value(arm["rouge_l"], "", 3),
+                f"{arm['uplink_total_mb']:.2f} MB",
+                "yes" if arm["pareto"] else "no",
+            ]
+        )
+    return head, rows
+
+
+def budget_section(study: dict[str, Any]) -> list[str]:
+    """The budget-matched study's section (studies/budget.py)."""
+    seeds = ", ".join(map(str, study["seeds"]))
+    lines = [
+        f"## {study['title']} (`{study['key']}`)",
+        "",
+        *BUDGET_TEXT,
+        "",
+        f"Seeds: {seeds}.",
+        "",
+    ]
+    lines += [f"Final {study['metric']} (lower is better) and measured bits per parameter:", ""]
+    lines += table(*budget_matrix_rows(study))
+    lines += table(*budget_arm_rows(study))
+    lines += [f"![{name}](results/{name})" for name in study["figures"]]
+    return [*lines, ""]
+
+
+BUDGET_TEXT = [
+    "`scenarios/llm-budget.toml`: SmolLM2-135M LoRA on the synthetic instruction task, every",
+    "upload capped at the same bits per adapter coordinate (header, positions, tags, scales and",
+    "values counted).",
+    "At each cap the fstq codec keeps the coordinates ranked first by the paper's Fisher",
+    "importance F̂ⱼ·Δθⱼ² (`fisher`), by Δθⱼ² alone (`magnitude`) or in a seeded random order",
+    "(`random`); QSGD and EF-signSGD are the same-bits baselines. No token policy, so only the",
+    "allocation differs. The uncapped fstq arms (`fractions`) sweep the fp16/4-bit/2-bit",
+    "fractions and `fstq-mass` sizes its message by the importance mass: with FedAvg-LoRA they",
+    "trace the bytes-vs-quality curve.",
+]

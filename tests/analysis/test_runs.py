@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rundirs import hand_run, hand_sweep
 
-from analysis.runs import find_arms, load_table, parameter_count
+from analysis.runs import complete_seeds, find_arms, load_table, parameter_count
 from simulator.errors import RunDirError
 
 
@@ -102,3 +102,15 @@ def test_arms_without_a_summary_are_unfinished(tmp_path):
     run = hand_run(tmp_path)
     (run / "small" / "summary.json").unlink()
     assert {a.arm: a.complete for a in find_arms(run)} == {"dense": True, "small": False}
+
+
+def test_complete_seeds_leave_out_a_seed_still_running(tmp_path):
+    """A summary over arms compares the same seeds: a seed with an unfinished arm waits."""
+    sweep = hand_sweep(tmp_path)
+    arms = find_arms(sweep)
+    names = sorted({a.arm for a in arms})
+    (sweep / "seed-2" / names[0] / "summary.json").unlink()
+    kept = complete_seeds(find_arms(sweep), names)
+    assert sorted({a.seed for a in kept}) == [1, 3] and len(kept) == 2 * len(names)
+    with pytest.raises(RunDirError, match="no seed has finished"):
+        complete_seeds(find_arms(sweep), [*names, "never-run"])
