@@ -405,6 +405,19 @@ def budget_matrix_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]
     return head, rows
 
 
+def budget_ranking(study: dict[str, Any]) -> list[str]:
+    """One bullet per cap: the allocations from best to worst final quality (mean over seeds)."""
+    capped = [a for a in study["arms"] if a["nominal_bits"] is not None]
+    lines = []
+    for bits in sorted({a["nominal_bits"] for a in capped}):
+        ranked = sorted(
+            (a for a in capped if a["nominal_bits"] == bits), key=lambda a: a["final"][0]
+        )
+        order = " < ".join(f"{a['allocation']} {a['final'][0]:.3f}" for a in ranked)
+        lines.append(f"- {bits:g} bit(s) per parameter, final {study['metric']}: {order}.")
+    return lines
+
+
 def budget_arm_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Every arm, fewest bytes first."""
     head = ["arm", "allocation", "bits / parameter (measured)", f"final {study['metric']}"]
@@ -442,6 +455,7 @@ def budget_section(study: dict[str, Any]) -> list[str]:
     ]
     lines += [f"Final {study['metric']} (lower is better) and measured bits per parameter:", ""]
     lines += table(*budget_matrix_rows(study))
+    lines += [*budget_ranking(study), ""]
     lines += table(*budget_arm_rows(study))
     lines += [f"![{name}](results/{name})" for name in study["figures"]]
     return [*lines, ""]

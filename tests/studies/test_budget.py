@@ -7,7 +7,7 @@ import pytest
 from conftest import PROJECT_ROOT
 
 from studies import budget, headline
-from studies.results_doc import budget_matrix_rows, render
+from studies.results_doc import budget_matrix_rows, budget_ranking, render
 
 
 @pytest.mark.parametrize(
@@ -41,5 +41,7 @@ def test_budget_section_is_rendered_from_the_committed_json():
     assert [r[0] for r in rows] == ["1", "2", "3"]
     fisher_1 = next(a for a in study["arms"] if a["arm"] == "fisher-1bit")
     assert rows[0][head.index("fisher")].startswith(f"{fisher_1['final'][0]:.3f}")
+    ranking = budget_ranking(study)
+    assert len(ranking) == 3 and ranking[0].startswith("- 1 bit(s) per parameter, final nll: ")
     text = render(results)
     assert f"## {budget.TITLE} (`llm-budget`)" in text and "llm-budget-pareto.png" in text
