@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from analysis import metrics
@@ -199,7 +200,12 @@ def pareto_figure(runs: Runs, metric: str | None = None) -> Figure:
         )
     ax.set_xscale("log")
     ax.set_xlabel("total uplink (MB, log scale)")
-    ax.set_ylabel(f"final {points['metric'].iloc[0]}")
+    metric = points["metric"].iloc[0]
+    if lower_is_better(metric) and (points["final"] > 0).all():
+        ax.set_yscale("log")  # losses crowd near their floor: spread them
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(ticker.FormatStrFormatter("%.2g"))
+    ax.set_ylabel(f"final {metric}")
     ax.set_title("final quality vs bytes sent")
     ax.legend()
     return fig
