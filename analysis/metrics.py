@@ -35,6 +35,12 @@ def select_metric(evals: pd.DataFrame, metric: str | None = None) -> tuple[str, 
     return metric, chosen
 
 
+def final_values(evals: pd.DataFrame, metric: str) -> pd.Series:
+    """Per arm and seed (the index), the last evaluation of `metric`."""
+    chosen = evals[evals["metric"] == metric].sort_values("round")
+    return chosen.groupby(KEYS, sort=False)["value"].last()
+
+
 def to_target(evals: pd.DataFrame, target: float, metric: str | None = None) -> pd.DataFrame:
     """Per arm and seed: round, simulated time and cumulative uplink bytes of the first
     evaluation that reached `target` (NaN when never reached); lower-is-better by name."""

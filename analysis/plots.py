@@ -172,7 +172,7 @@ def final_points(runs: Runs, metric: str | None = None) -> pd.DataFrame:
     whether it is on the bytes/quality Pareto front."""
     evals = load_table(runs, "evals")
     metric, evals = metrics.select_metric(evals, metric)
-    final = evals.sort_values("round").groupby(metrics.KEYS, sort=False)["value"].last()
+    final = metrics.final_values(evals, metric)
     uplink = load_table(runs, "rounds").groupby(metrics.KEYS, sort=False)["uplink_bytes"].sum()
     per_seed = pd.concat([final.rename("final"), (uplink / 1e6).rename("uplink_mb")], axis=1)
     points = per_seed.groupby("arm", sort=False).mean().reset_index()

@@ -62,7 +62,7 @@ def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None
             "first one); resume it, or choose another baseline"
         )
     reached = metrics.against_baseline(metrics.to_target(evals, target, metric), baseline)
-    final = chosen.sort_values("round").groupby(metrics.KEYS)["value"].last().rename("final")
+    final = metrics.final_values(chosen, metric).rename("final")
     by_seed = rounds.groupby(metrics.KEYS)
     totals = pd.concat(
         [

@@ -39,9 +39,7 @@ def allocation(method: dict[str, Any]) -> tuple[str, float | None]:
 
 def _final(finished: list[Path], metric: str) -> Any:
     """Per arm and seed, the last evaluation of `metric`."""
-    evals = load_table(finished, "evals")
-    chosen = evals[evals["metric"] == metric].sort_values("round")
-    return chosen.groupby(metrics.KEYS)["value"].last().unstack("arm")
+    return metrics.final_values(load_table(finished, "evals"), metric).unstack("arm")
 
 
 def _interval(values: Any) -> list[float | None]:
