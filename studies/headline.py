@@ -127,20 +127,23 @@ def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list
 
 
 def _host_times(arms: list[Arm]) -> dict[str, Any]:
-    """From the arms' manifests: the sum over arm-runs of host end − start (minutes) and the
-    first start and last end (ISO), so the document can say what the study cost."""
-    spans = []
+    """From the arms' manifests: the sum over arm-runs of host end − start (minutes) and what
+    the replay cache reused (client-rounds and evaluations looked up, found, host seconds
+    the hits saved), so the document can say what the study cost."""
+    seconds, looked, hits, saved = 0.0, 0, 0, 0.0
     for arm in arms:
         manifest = json.loads((arm.folder / "manifest.json").read_text(encoding="utf-8"))
-        spans.append((manifest["host_start"], manifest["host_end"]))
-    seconds = sum(
-        (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-        for start, end in spans
-    )
+        start, end = (datetime.fromisoformat(manifest[k]) for k in ("host_start", "host_end"))
+        seconds += (end - start).total_seconds()
+        cache = manifest.get("cache", {})
+        looked += cache.get("hits", 0) + cache.get("misses", 0)
+        hits += cache.get("hits", 0)
+        saved += cache.get("saved_host_s", 0.0)
     return {
         "host_minutes": seconds / 60.0,
-        "first_start": min(s for s, _ in spans),
-        "last_end": max(e for _, e in spans),
+        "cache_looked": looked,
+        "cache_hits": hits,
+        "cache_saved_minutes": saved / 60.0,
     }
 
 
