@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,8 +117,20 @@ def run(
     """Run (or finish) every seed of every study; seed-major, so each study has seeds early.
     Through the replay cache (folder `cache`), the network studies of one scenario train each
     synchronous client-round once."""
-    tasks = sorted((t for s in studies for t in s.tasks(runs, cache)), key=lambda t: t.seed)
-    run_tasks(tasks, jobs, "results")
+    run_tasks(task_order([t for s in studies for t in s.tasks(runs, cache)]), jobs, "results")
+
+
+def task_order(tasks: list[SeedTask]) -> list[SeedTask]:
+    """Seed-major; within a seed, the first study of each scenario file before any second one,
+    so that studies run side by side train different things and a network study that replays
+    another's training starts after it (its client-rounds are then in the cache)."""
+    seen: Counter[tuple[str, int]] = Counter()
+    ranked = []
+    for task in tasks:
+        twin = (task.scenario_file, task.seed)
+        ranked.append((task.seed, seen[twin], len(ranked), task))
+        seen[twin] += 1
+    return [task for *_, task in sorted(ranked)]
 
 
 def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list[float | None]:
