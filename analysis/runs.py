@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,27 @@ def complete_seeds(arms: list[Arm], names: list[str]) -> list[Arm]:
     if not kept:
         raise RunDirError("no seed has finished all of its arms yet; run or resume it first")
     return kept
+
+
+def host_costs(arms: list[Arm]) -> dict[str, Any]:
+    """From the arms' manifests: the sum over arm-runs of host end − start (minutes) and what
+    the replay cache reused (client-rounds and evaluations looked up, found, host seconds
+    the hits saved), so a report can say what a study cost."""
+    seconds, looked, hits, saved = 0.0, 0, 0, 0.0
+    for arm in arms:
+        manifest = _read_json(arm.folder / "manifest.json")
+        start, end = (datetime.fromisoformat(manifest[k]) for k in ("host_start", "host_end"))
+        seconds += (end - start).total_seconds()
+        cache = manifest.get("cache", {})
+        looked += cache.get("hits", 0) + cache.get("misses", 0)
+        hits += cache.get("hits", 0)
+        saved += cache.get("saved_host_s", 0.0)
+    return {
+        "host_minutes": seconds / 60.0,
+        "cache_looked": looked,
+        "cache_hits": hits,
+        "cache_saved_minutes": saved / 60.0,
+    }
 
 
 def parameter_count(arm: Arm) -> int | None:

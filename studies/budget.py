@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import metrics, plots
-from analysis.runs import complete_seeds, find_arms, load_table
+from analysis.runs import complete_seeds, find_arms, host_costs, load_table
 
 KEY = "llm-budget"
 TITLE = "Where to compress: allocations at equal bits per parameter (SmolLM2, synthetic)"
@@ -83,4 +83,5 @@ def summarise(runs: Path, figures: Path) -> dict[str, Any]:
         "baseline": BASELINE,
         "arms": arms,
         "figures": [figure.name],
+        **host_costs(done),
     }

@@ -13,13 +13,20 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from analysis import metrics, plots
 from analysis.report import per_seed_values
-from analysis.runs import Arm, Runs, complete_seeds, find_arms, load_table, parameter_count
+from analysis.runs import (
+    Arm,
+    Runs,
+    complete_seeds,
+    find_arms,
+    host_costs,
+    load_table,
+    parameter_count,
+)
 from simulator.cache import default_replay_dir
 from simulator.sweep import SeedTask, run_tasks
 from studies import budget
@@ -139,27 +146,6 @@ def _paired_difference(per_seed: Any, column: str, arm: str, other: str) -> list
     return metrics.json_pair(metrics.mean_ci(by_seed[arm] - by_seed[other]), 1.0)
 
 
-def _host_times(arms: list[Arm]) -> dict[str, Any]:
-    """From the arms' manifests: the sum over arm-runs of host end − start (minutes) and what
-    the replay cache reused (client-rounds and evaluations looked up, found, host seconds
-    the hits saved), so the document can say what the study cost."""
-    seconds, looked, hits, saved = 0.0, 0, 0, 0.0
-    for arm in arms:
-        manifest = json.loads((arm.folder / "manifest.json").read_text(encoding="utf-8"))
-        start, end = (datetime.fromisoformat(manifest[k]) for k in ("host_start", "host_end"))
-        seconds += (end - start).total_seconds()
-        cache = manifest.get("cache", {})
-        looked += cache.get("hits", 0) + cache.get("misses", 0)
-        hits += cache.get("hits", 0)
-        saved += cache.get("saved_host_s", 0.0)
-    return {
-        "host_minutes": seconds / 60.0,
-        "cache_looked": looked,
-        "cache_hits": hits,
-        "cache_saved_minutes": saved / 60.0,
-    }
-
-
 def _compute_overhead(finished: Runs) -> dict[str, list[float | None]]:
     """Per arm, mean ± CI over seeds of its mean simulated compute seconds per client-round
     that trained, relative to the baseline's in the same seed (%): what the Fisher proxy's
@@ -254,7 +240,7 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         "arms": arms,
         "controls": controls,
         "figures": _figures(study, finished, figures),
-        **_host_times(found),
+        **host_costs(found),
     }
 
 

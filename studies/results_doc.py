@@ -220,9 +220,10 @@ def _leaders(study: dict[str, Any]) -> str:
     return f"- `{study['key']}`: " + "; ".join(parts) + "."
 
 
-def _cost(studies: list[dict[str, Any]]) -> list[str]:
+def _cost(results: dict[str, Any]) -> list[str]:
     """What the studies cost on this machine, and what the replay cache saved (studies run
     before the cache existed looked nothing up)."""
+    studies = [*results["studies"], *filter(None, [results.get("budget")])]
     minutes = sum(s["host_minutes"] for s in studies)
     runs = sum(len(s["seeds"]) * len(s["arms"]) for s in studies)
     looked = sum(s.get("cache_looked", 0) for s in studies)
@@ -254,7 +255,7 @@ def _intro(results: dict[str, Any]) -> list[str]:
         "random numbers) and then averaged. A target an arm did not reach in every seed is",
         '"not reached": nothing is extrapolated.',
         "",
-        *_cost(studies),
+        *_cost(results),
         "No CUDA GPU was lent to this project, so every run here is on CPU (see",
         "docs/BENCHMARKS.md).",
         "",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rundirs import hand_run, hand_sweep
 
-from analysis.runs import complete_seeds, find_arms, load_table, parameter_count
+from analysis.runs import complete_seeds, find_arms, host_costs, load_table, parameter_count
 from simulator.errors import RunDirError
 
 
@@ -114,3 +114,28 @@ def test_complete_seeds_leave_out_a_seed_still_running(tmp_path):
     assert sorted({a.seed for a in kept}) == [1, 3] and len(kept) == 2 * len(names)
     with pytest.raises(RunDirError, match="no seed has finished"):
         complete_seeds(find_arms(sweep), [*names, "never-run"])
+
+
+def test_host_costs_sum_the_manifests_and_the_cache_reuse(tmp_path):
+    """Host minutes from each manifest's start → end; cache lookups, hits and saved seconds
+    summed where a manifest records them (an arm run without the cache adds none)."""
+    run = hand_run(tmp_path)
+    times = {"dense": ("10:00:00", "10:30:00"), "small": ("11:00:00", "11:06:00")}
+    caches = {"dense": {"hits": 3, "misses": 1, "saved_host_s": 90.0}, "small": None}
+    for arm, (start, end) in times.items():
+        path = run / arm / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest |= {
+            "host_start": f"2026-12-02T{start}+00:00",
+            "host_end": f"2026-12-02T{end}+00:00",
+        }
+        if caches[arm]:
+            manifest["cache"] = caches[arm]
+        path.write_text(json.dumps(manifest))
+    costs = host_costs(find_arms(run))
+    assert costs == {
+        "host_minutes": pytest.approx(36.0),
+        "cache_looked": 4,
+        "cache_hits": 3,
+        "cache_saved_minutes": pytest.approx(1.5),
+    }
