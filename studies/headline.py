@@ -129,8 +129,9 @@ def run(
 
 def task_order(tasks: list[SeedTask]) -> list[SeedTask]:
     """Seed-major; within a seed, the first study of each scenario file before any second one,
-    so that studies run side by side train different things and a network study that replays
-    another's training starts after it (its client-rounds are then in the cache)."""
+    so that the studies started first train different things and a network study that replays
+    another's training starts after it (its client-rounds are then in the cache, or being
+    written there)."""
     seen: Counter[tuple[str, int]] = Counter()
     ranked = []
     for task in tasks:

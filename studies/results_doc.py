@@ -380,8 +380,8 @@ CLAIM_TEXT = [
 ]
 
 TOKEN_RECALL_TEXT = [
-    "The paper's Token Recall: on the synthetic causal task, where the answer words are the",
-    "informative tokens, the share of them each policy keeps at the same keep ratio (random's",
+    "Token Recall with a known answer: on the synthetic causal task, where the answer words are",
+    "the informative tokens, the share of them each policy keeps at the same keep ratio (random's",
     "expectation is the keep ratio). Measured on SmolLM2-135M by `python -m studies.token_recall`",
     "(docs/results/token-recall.json). The paper's Fisher proxy (`fisher`) scores the",
     "input-embedding gradient at position i while the mask weights the loss whose target is",

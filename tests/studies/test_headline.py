@@ -45,7 +45,7 @@ def test_committed_results_cover_the_issue():
 
 def test_task_order_puts_a_scenarios_twins_after_its_first_study():
     """The committed studies' order: per seed, the first study of each scenario file, then
-    the network studies that replay its training, so two jobs never train the same thing."""
+    the network studies that replay its training, so the first two jobs train different ones."""
     tasks = headline.task_order([t for s in headline.STUDIES for t in s.tasks(Path("r"))])
     seed_zero = [Path(t.out).name for t in tasks if t.seed == 0]
     assert [t.seed for t in tasks] == sorted(t.seed for t in tasks)
