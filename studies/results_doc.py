@@ -363,7 +363,8 @@ TOKEN_TEXT = [
     "Fed-FSTQ minus each control, paired by seed (the controls differ from Fed-FSTQ only in how",
     "tokens are chosen). A difference is shown only when its 95 % interval excludes zero.",
     "`final` is the study's metric after the last round: accuracy (higher is better) for the",
-    "synthetic studies, held-out loss (lower is better) for PubMedQA. Token selection changes",
+    "synthetic studies, held-out loss for PubMedQA and held-out response NLL for the LLM study",
+    "(both lower is better). Token selection changes",
     "what a client learns from, not its message size, so times to target differ only where the",
     "evaluation that first reaches the target differs.",
 ]
