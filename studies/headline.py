@@ -280,8 +280,15 @@ def _token_recall(figures: Path) -> dict[str, Any] | None:
 
 
 def load(docs: Path) -> dict[str, Any]:
-    """The committed results JSON."""
-    return json.loads((docs / "results" / "results.json").read_text(encoding="utf-8"))
+    """The committed results JSON; missing or damaged, an error naming it and the fix."""
+    path = docs / "results" / "results.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SystemExit(
+            f"{path}: missing or damaged ({exc}); restore it with `git checkout {path}` "
+            "or rebuild it with `make results`"
+        ) from None
 
 
 def _chosen(only: str | None) -> tuple[Study, ...]:

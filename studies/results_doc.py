@@ -221,14 +221,13 @@ def _leaders(study: dict[str, Any]) -> str:
 
 
 def _cost(results: dict[str, Any]) -> list[str]:
-    """What the studies cost on this machine, and what the replay cache saved (studies run
-    before the cache existed looked nothing up)."""
+    """What the studies cost on this machine, and what the replay cache saved."""
     studies = [*results["studies"], *filter(None, [results.get("budget")])]
     minutes = sum(s["host_minutes"] for s in studies)
     runs = sum(len(s["seeds"]) * len(s["arms"]) for s in studies)
-    looked = sum(s.get("cache_looked", 0) for s in studies)
-    hits = sum(s.get("cache_hits", 0) for s in studies)
-    saved = sum(s.get("cache_saved_minutes", 0.0) for s in studies)
+    looked = sum(s["cache_looked"] for s in studies)
+    hits = sum(s["cache_hits"] for s in studies)
+    saved = sum(s["cache_saved_minutes"] for s in studies)
     per_study = ", ".join(f"`{s['key']}` {s['host_minutes'] / 60:.1f}" for s in studies)
     return [
         f"Cost on this 2-core machine: {runs} arm-runs, {minutes / 60:.1f} host hours in all (sum",

@@ -138,3 +138,10 @@ def test_the_other_claims_and_token_recall_are_rendered_with_verdicts():
     for arm in study["arms"]:  # a study summarised before the overhead was recorded
         arm.pop("compute_overhead_pct")
     assert "Fisher compute overhead" not in render({**results, "studies": [study]})
+
+
+def test_a_damaged_results_json_is_named_with_the_fix(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.json").write_text("{bad", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"results\.json: missing or damaged.*make results"):
+        headline.load(tmp_path)
