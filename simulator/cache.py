@@ -14,9 +14,11 @@ it trains the same already computed, and anything that could change a result cha
 Entries live in a folder (default: the user cache directory, `--cache DIR`, `--no-cache`): raw
 message bytes, the client's arrays as .npz (no pickle) and a JSON record written last, each
 through a unique temporary name and a rename, so concurrent writers (process or Ray workers,
-parallel sweeps) never expose half an entry; the JSON records the sha256 of every payload file
-and a read that finds a mismatch discards the entry, recomputes it and counts it. The folder is
-bounded by a size cap, least recently used first out (a hit touches its record).
+parallel sweeps) never expose half an entry. The JSON record holds the sha256 of every payload
+file and its own sha256 (of everything else it holds, canonically encoded), so an entry is
+verified as a whole: a read that finds any part changed, missing or malformed (a payload, an
+evaluation's accuracy, a sample count, a renamed key) discards the entry, recomputes it and counts
+it. The folder is bounded by a size cap, least recently used first out (a hit touches its record).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -33,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-CACHE_VERSION = 1  # bump when an entry's layout changes
+from simulator.errors import SimulatorError, located
+
+CACHE_VERSION = 2  # bump when an entry's layout changes (2: records carry their own sha256)
 DEFAULT_CAP_BYTES = 10 * 1024**3
 _EVICT_EVERY = 64  # writes between two size checks
 
@@ -77,6 +82,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class CacheError(SimulatorError):
+    """The replay cache's folder cannot be used (a file, not writable)."""
+
+
+class _Damaged(ValueError):
+    """An entry whose record or payloads are not what was stored."""
+
+
 @dataclass
 class CacheStats:
     """What a cache did: entries found, computed, found damaged, and the host seconds the hits
@@ -109,10 +122,26 @@ class ReplayCache:
     "eval")."""
 
     def __init__(self, root: Path, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
+        """Open (create) the folder; CacheError before anything runs when it is not a writable
+        folder, rather than a failure at the first entry written mid-run."""
         self.root = Path(root)
         self.cap_bytes = cap_bytes
         self.stats = CacheStats()
         self._writes = 0
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as exc:
+            raise CacheError(
+                located(
+                    self.root,
+                    None,
+                    f"the replay cache must be a writable folder ({exc.strerror or exc})",
+                    "give --cache a writable folder (or unset $FSTQ_SIM_REPLAY_CACHE), or "
+                    "compute everything with --no-cache",
+                )
+            ) from None
 
     def _record(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.json"
@@ -122,29 +151,21 @@ class ReplayCache:
         discarded and counted)."""
         record = self._record(kind, key)
         try:
-            meta = json.loads(record.read_text(encoding="utf-8"))
-            payloads = {}
-            for name, sha in meta["payloads"].items():
-                data = (record.parent / f"{key}.{name}").read_bytes()
-                if _sha256(data) != sha:
-                    raise ValueError(f"{name}: sha256 mismatch")
-                payloads[name] = data
-            if meta.get("key") != key or meta.get("version") != CACHE_VERSION:
-                raise ValueError("not this key's entry")
+            entry, payloads = _read_entry(record, kind, key)
         except FileNotFoundError:
             if record.exists():  # the record without a payload: damaged
                 self._discard(record, key)
             self.stats.misses += 1
             return None
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            self._discard(record, key)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            self._discard(record, key)  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             self.stats.misses += 1
             return None
         os.utime(record)  # least recently used goes first
         self.stats.hits += 1
         self.stats.by_kind[kind] += 1
-        self.stats.saved_host_s += float(meta.get("host_s", 0.0))
-        return meta["meta"], payloads
+        self.stats.saved_host_s += float(entry["host_s"])
+        return entry["meta"], payloads
 
     def _discard(self, record: Path, key: str) -> None:
         self.stats.corrupt += 1
@@ -164,10 +185,11 @@ class ReplayCache:
             "version": CACHE_VERSION,
             "key": key,
             "kind": kind,
-            "host_s": host_s,
+            "host_s": float(host_s),
             "payloads": {name: _sha256(data) for name, data in payloads.items()},
             "meta": meta,
         }
+        entry[_SELF] = canonical_hash(entry)
         _write_atomic(record, json.dumps(entry, indent=1).encode("utf-8"))
         self._writes += 1
         if self._writes % _EVICT_EVERY == 0:
@@ -196,6 +218,26 @@ class ReplayCache:
                 path.unlink(missing_ok=True)
             total -= size
             self.stats.evicted += 1
+
+
+_SELF = "sha256"  # the record's own hash: of every other field, canonically encoded
+
+
+def _read_entry(record: Path, kind: str, key: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The record and its payloads, verified as a whole; _Damaged (or the error that reading a
+    malformed record raises) when any part differs from what `put` stored."""
+    entry = json.loads(record.read_text(encoding="utf-8"))
+    if not isinstance(entry, dict) or entry.pop(_SELF, None) != canonical_hash(entry):
+        raise _Damaged("the record's sha256 does not match its content")
+    if (entry["version"], entry["kind"], entry["key"]) != (CACHE_VERSION, kind, key):
+        raise _Damaged("not this key's entry")
+    payloads = {}
+    for name, sha in entry["payloads"].items():
+        data = (record.parent / f"{key}.{name}").read_bytes()
+        if _sha256(data) != sha:
+            raise _Damaged(f"{name}: sha256 mismatch")
+        payloads[name] = data
+    return entry, payloads
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

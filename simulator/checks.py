@@ -4,7 +4,7 @@ Every trace and data file loads and the model resolves; the first round (FedBuff
 server update) of every surrogate arm really runs, on the engine itself, so a scenario whose
 run would stall (nobody ever online, no update ever arriving) fails here with the run's own
 error; a real-training run's first selection is probed the same way. What would run but give
-implausible results comes back as warnings: links slower than 1 kbps or faster than 100 Gbps
+implausible results comes back as warnings: links slower than 1 kbps or faster than 3 Gbps
 on average (a trace read with the wrong `rate_unit`, a typo in `mbps`), first rounds longer
 than a simulated day.
 """

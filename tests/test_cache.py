@@ -1,15 +1,18 @@
-"""The replay cache's store (simulator/cache.py): verified reads, recovery from damaged entries,
-concurrent writers, least-recently-used eviction, canonical hashes."""
+"""The replay cache's store (simulator/cache.py): verified reads, recovery from damaged entries
+(any part of an entry), an unusable folder refused up front, concurrent writers,
+least-recently-used eviction, canonical hashes."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
 
 import numpy as np
+import pytest
 
-from simulator.cache import ReplayCache, array_hash, canonical_hash
+from simulator.cache import CacheError, ReplayCache, array_hash, canonical_hash
 
 KEY = "ab" + "0" * 62
 
@@ -48,6 +51,61 @@ def test_a_damaged_entry_is_discarded_counted_and_recomputed(tmp_path):
     assert cache.get("update", KEY) is None and cache.stats.corrupt == 4
     _put(cache)
     assert cache.get("update", KEY)[1] == {"msg": b"message"}
+
+
+def _rename(record: dict, old: str, new: str) -> None:
+    record["meta"][new] = record["meta"].pop(old)
+
+
+RECORD_EDITS = {
+    "a sample count": lambda r: r["meta"].update(num_samples=4),
+    "a renamed key": lambda r: _rename(r, "num_samples", "samples"),
+    "an added key": lambda r: r["meta"].update(extra=1),
+    "the saved host seconds": lambda r: r.update(host_s=99.0),
+    "a payload's listed hash": lambda r: r["payloads"].update(msg="0" * 64),
+    "its own hash": lambda r: r.update(sha256="0" * 64),
+    "no own hash": lambda r: r.pop("sha256"),
+    "the version": lambda r: r.update(version=1),
+    "the kind": lambda r: r.update(kind="eval"),
+    "not an object": lambda r: r.clear(),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(RECORD_EDITS))
+def test_an_entry_is_verified_as_a_whole_whatever_part_is_damaged(tmp_path, edit):
+    cache = ReplayCache(tmp_path)
+    _put(cache)
+    (path,) = tmp_path.rglob(f"{KEY}.json")
+    record = json.loads(path.read_text())
+    RECORD_EDITS[edit](record)
+    path.write_text(json.dumps(record if record else [], indent=1))
+    assert cache.get("update", KEY) is None
+    assert (cache.stats.corrupt, cache.stats.misses, cache.stats.hits) == (1, 1, 0)
+    assert not list(tmp_path.rglob(f"{KEY}.*"))  # discarded, so the next run recomputes it
+    _put(cache)
+    assert cache.get("update", KEY) == ({"num_samples": 3}, {"msg": b"message"})
+    assert cache.stats.saved_host_s == 1.5
+
+
+def test_a_record_reindented_but_unchanged_is_still_a_hit(tmp_path):
+    cache = ReplayCache(tmp_path)
+    _put(cache)
+    (path,) = tmp_path.rglob(f"{KEY}.json")
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=4, sort_keys=True))
+    assert cache.get("update", KEY) == ({"num_samples": 3}, {"msg": b"message"})
+    assert cache.stats.corrupt == 0
+
+
+def test_a_cache_path_that_is_not_a_writable_folder_is_refused_when_opened(tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    for path in (file, file / "sub"):
+        with pytest.raises(CacheError, match=r"must be a writable folder.*Fix: give --cache"):
+            ReplayCache(path)
+    assert file.read_text() == "mine"
+    ReplayCache(tmp_path / "new" / "cache")  # a folder that does not exist yet is created
+    assert (tmp_path / "new" / "cache").is_dir()
+    assert not list((tmp_path / "new").rglob("*.*"))  # the write probe leaves nothing
 
 
 def _writer(root: str, seed: int) -> None:

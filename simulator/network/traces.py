@@ -67,6 +67,12 @@ _TIE_S = 1e-6  # packet mode: opportunities this close to a start or end time co
 _MAX_MS_DIGITS = 15  # mahimahi timestamps beyond ~30,000 years are typos, not traces
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3}
 _RATE_UNITS = {"bps": 1.0, "kbps": 1e3, "Mbps": 1e6, "Gbps": 1e9}
+# A unit column's cells (NYU-METS and iperf write Mbits, Kbits/sec, ...), compared ignoring case.
+_ROW_UNITS = {
+    f"{prefix}{unit}": factor
+    for prefix, factor in (("", 1.0), ("k", 1e3), ("m", 1e6), ("g", 1e9))
+    for unit in ("bps", "bit/s", "bits", "bits/s", "bits/sec")
+}
 _5G_RUN_KEYS = ("carrier", "num_tcp_conn", "server_location", "run_num")
 _5G_WIDE_SUFFIX = "_throughput_mbps"
 _MAHIMAHI_TEXT = re.compile(rf"[0-9]{{1,{_MAX_MS_DIGITS}}}(?:\n[0-9]{{1,{_MAX_MS_DIGITS}}})*\n?")
@@ -271,7 +277,11 @@ def trace_stats(trace: Trace, bin_s: float = 1.0) -> dict[str, Any]:
 
 
 _RATE_STEPS = ((1e9, "Gbps"), (1e6, "Mbps"), (1e3, "kbps"))
-PLAUSIBLE_BPS = (1e3, 1e11)  # no real link averages below 1 kbps or above 100 Gbps
+# No real edge device's link averages below 1 kbps or above 3 Gbps: the fastest measured traces
+# here (5Gophers, 8 TCP connections on Verizon mmWave) average 1.71 Gbps per run. So a kbps
+# column read as Mbps (1000x too fast) is caught on every trace that averages above 3 Mbps:
+# typical LTE (NYU-METS 6.2, Mahimahi LTE downlinks 4.6-16.7).
+PLAUSIBLE_BPS = (1e3, 3e9)
 
 
 def format_rate(bps: float) -> str:
@@ -299,7 +309,8 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     if not low <= stats["mean_bps"] <= high:
         lines.append(
             f"  warning: a mean outside {format_rate(low)} to {format_rate(high)} is no real "
-            "link's; check the reader's units (rate_unit, time_unit) and scale"
+            "link's; check the reader's units (rate_unit, time_unit) and scale: a kbps column "
+            "read as Mbps is 1000x too fast"
         )
     return "\n".join(lines)
 
@@ -405,19 +416,28 @@ def _read_csv(
     time_format: str | None = None,
     repeated: str = "error",
     step_s: float | None = None,
+    unit_col: int | str | None = None,
 ) -> Trace:
     """A time column and a rate column, by header name or 0-based index, in the units given.
 
-    time_format: parse the time column as timestamps (strptime codes, e.g. the Irish 5G data
-    set's '%Y.%m.%d_%H.%M.%S'). repeated: what rows sharing one time become ('error', or one
-    row of their 'mean', 'first' or 'last' rate). step_s: ignore the time column and let each
-    row hold step_s seconds in file order (gaps closed up, as the 5gophers reader does).
-    """
-    if rate_unit is None:
+    unit_col: a column giving each row's rate unit (NYU-METS style `value,unit` rows in Mbits,
+    Kbits or bits; bps, kbps, Mbps, Gbps and iperf's Mbits/sec are read too), instead of one
+    rate_unit for the file. time_format: parse the time column as timestamps (strptime codes,
+    e.g. the Irish 5G data set's '%Y.%m.%d_%H.%M.%S'). repeated: what rows sharing one time
+    become ('error', or one row of their 'mean', 'first' or 'last' rate). step_s: ignore the
+    time column and let each row hold step_s seconds in file order (gaps closed up, as the
+    5gophers reader does)."""
+    if (rate_unit is None) == (unit_col is None):
         raise TraceError(
-            located(path, "rate_unit", "missing", f"name the unit: one of {_names(_RATE_UNITS)}")
+            located(
+                path,
+                "rate_unit",
+                "missing" if rate_unit is None else "given together with unit_col",
+                f"name the file's unit (one of {_names(_RATE_UNITS)}), or the column that "
+                "gives each row's unit as unit_col, not both",
+            )
         )
-    rate_factor = _unit(path, "rate_unit", rate_unit, _RATE_UNITS)
+    rate_factor = 1.0 if rate_unit is None else _unit(path, "rate_unit", rate_unit, _RATE_UNITS)
     time_factor = _unit(path, "time_unit", time_unit, _TIME_UNITS)
     _check_time_options(path, time_unit, time_format, repeated, step_s)
     if not isinstance(delimiter, str) or len(delimiter) != 1:
@@ -425,14 +445,9 @@ def _read_csv(
             located(path, "delimiter", f"{delimiter!r} is not one character", "e.g. ',' or ';'")
         )
     rows, numbers = _csv_rows(path, text, delimiter)
-    columns = (
-        (("rate_col", rate_col),)
-        if step_s is not None
-        else (
-            ("rate_col", rate_col),
-            ("time_col", time_col),
-        )
-    )
+    columns = [("rate_col", rate_col), ("time_col", time_col)][: 1 if step_s is not None else 2]
+    if unit_col is not None:
+        columns.append(("unit_col", unit_col))
     by_name = any(isinstance(col, str) for _, col in columns)
     header = rows[0] if by_name else None
     picked = [_column_index(path, option, col, header, len(rows[0])) for option, col in columns]
@@ -450,6 +465,8 @@ def _read_csv(
         return header[i] if header else f"column {i}"
 
     rates = _floats(path, cells(picked[0]), numbers, name(picked[0])) * rate_factor
+    if unit_col is not None:
+        rates *= _row_units(path, cells(picked[-1]), numbers, name(picked[-1]))
     if step_s is not None:
         times = np.arange(len(rows), dtype=np.float64) * float(step_s)
     elif time_format is not None:
@@ -465,6 +482,23 @@ def _read_csv(
 
 
 _REPEATED = ("error", "mean", "first", "last")
+
+
+def _row_units(path: Path, cells: list[str], numbers: Sequence[int], column: str) -> np.ndarray:
+    """Each row's factor to bit/s from its unit cell (one look-up per distinct unit)."""
+    units, inverse = np.unique([cell.strip().lower() for cell in cells], return_inverse=True)
+    unknown = [i for i, unit in enumerate(units) if unit not in _ROW_UNITS]
+    if unknown:
+        row = int(np.flatnonzero(np.isin(inverse, unknown))[0])  # the first in the file
+        raise TraceError(
+            located(
+                path,
+                f"line {numbers[row]}",
+                f"{column} {_show(cells[row])} is not a rate unit",
+                "write bits, Kbits, Mbits or Gbits (or bps, kbps, Mbps, Gbps), per second",
+            )
+        )
+    return np.array([_ROW_UNITS[unit] for unit in units])[inverse]
 
 
 def _check_time_options(
@@ -650,6 +684,7 @@ class Csv:
         "time_format",
         "repeated",
         "step_s",
+        "unit_col",
     )
     read = staticmethod(_read_csv)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,11 @@ def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:
     found: list[str] = []
     for pattern in patterns:
         path = base / pattern
-        matches = (
-            sorted(path.parent.glob(path.name))
-            if any(c in pattern for c in "*?[")
-            else ([path] if path.exists() else [])
-        )
+        if any(c in pattern for c in "*?["):  # full glob semantics: `**`, wildcard folders
+            hits = sorted(glob.glob(pattern, root_dir=base, recursive=True))
+            matches = [m for m in (base / hit for hit in hits) if m.is_file()]
+        else:
+            matches = [path] if path.exists() else []
         if not matches:
             raise ScenarioError(
                 located(

@@ -23,12 +23,15 @@ end (the template's assistant header and the question's last words).
 from __future__ import annotations
 
 import csv
+import filecmp
 import hashlib
 import io
 import itertools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -139,15 +142,70 @@ def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
         return _finish(spec, "synthetic", texts, *named, task, seed, prompts)
     raw = _read(spec, task)
     held_out = 0
+    source = str(spec.path)
     if spec.eval_path is not None:  # appended after the training rows, held out as they are
+        _refuse_training_file(source, spec.eval_path)
         extra = _read(spec.model_copy(update={"path": spec.eval_path}), task)
         raw, held_out = _concat(raw, extra, f"{spec.eval_path}: "), len(extra.texts)
-    declared = PUBMEDQA_LABELS if isinstance(spec, PubMedQAData) else spec.labels
-    source = str(spec.path)
+    declared = PUBMEDQA_LABELS if isinstance(spec, PubMedQAData) else _declared(spec, source)
     labels = None if raw.labels is None else _encode(raw.labels, declared, raw.where, source)
     groups = None if raw.groups is None else _encode(raw.groups, None, raw.where, source)
     named = (labels, groups, task, seed, raw.prompts, held_out)
     return _finish(spec, source, raw.texts, *named)
+
+
+def _refuse_training_file(path: str, eval_path: str) -> None:
+    """An eval_path that is the training file (or a byte-identical copy) would score the model
+    on the rows it trains on; a file that cannot be read is reported when it is read."""
+    try:
+        same = Path(path).samefile(eval_path) or filecmp.cmp(path, eval_path, shallow=False)
+    except OSError:
+        return
+    if same:
+        raise DataError(
+            located(
+                eval_path,
+                "data.eval_path",
+                f"is the training file data.path ({path}) or a copy of it, so the model would "
+                "be evaluated on the rows it trains on",
+                "give a separate held-out file, or drop eval_path to hold out data.validation "
+                "of the training rows",
+            )
+        )
+
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_MAX_CHARS = 25  # a longer or larger number is kept as written (within Decimal's precision)
+
+
+def _category(value: Any) -> str | None:
+    """One spelling per label or group: JSON 1, "1", 1.0 and " 1 " are all "1" (a number by
+    its exact decimal value, other text without surrounding spaces); None when empty."""
+    text = json.dumps(value) if not isinstance(value, str | None) else value
+    text = text.strip() if text else text
+    if not text or len(text) > _MAX_CHARS or not _NUMBER.fullmatch(text):
+        return text or None
+    number = Decimal(text)
+    if abs(number.adjusted()) > _MAX_CHARS:
+        return text
+    return "0" if number.is_zero() else format(number.normalize(), "f")
+
+
+def _declared(spec: FileData, source: str) -> tuple[str, ...] | None:
+    """data.labels spelt as the rows' labels are (see _category); two names of one label, or
+    an empty one, are refused."""
+    if spec.labels is None:
+        return None
+    seen: dict[str, str] = {}
+    for name in spec.labels:
+        category = _category(name)
+        if category is None:
+            raise DataError(located(source, "data.labels", "an empty label", "name every label"))
+        if category in seen:
+            problem = f"{seen[category]!r} and {name!r} name one label"
+            raise DataError(located(source, "data.labels", problem, "list each label once"))
+        seen[category] = name
+    return tuple(seen)
 
 
 def _read(spec: FileData | PubMedQAData, task: str) -> _Raw:
@@ -443,14 +501,12 @@ def _text(path: Path, where: str, row: dict[str, Any], column: str, field: str =
 def _column(
     path: Path, rows: list[dict[str, Any]], where: list[str], column: str, field: str
 ) -> list[str | None]:
-    """A label or group column as strings (JSON numbers keep their JSON spelling)."""
+    """A label or group column as strings, one spelling per category (see _category)."""
     values: list[str | None] = []
     for row, key in zip(rows, where, strict=True):
         if column not in row:
             raise _missing(path, key, row, column, field)
-        value = row[column]
-        text = value if isinstance(value, str) or value is None else json.dumps(value)
-        values.append(text if text and text.strip() else None)
+        values.append(_category(row[column]))
     return values
 
 

@@ -5,18 +5,22 @@ The run's part of every key (`task_fingerprint`) covers the resolved training se
 name or path, LoRA, data, partition, local settings, threads, dtype), the seed and the
 population size (the partition depends on both), the loaded model's every parameter and buffer
 (base weights and the seeded LoRA initialisation), the tokenised data and the partition, the
-versions of the packages that shape results (recorder.package_versions) and the source of the
-modules that run a client-round (training/, methods/, seeds.py): an edited codec never replays
-stale entries.
+versions of the packages that shape results (recorder.package_versions), the source of the
+modules that run a client-round (training/, methods/, seeds.py) and the source of every component
+the scenario names by `package.module:Class` (codec, token policy, strategy, ...: their whole
+top-level package): an edited codec, built-in or the user's own, never replays stale entries.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import json
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,19 +40,66 @@ if TYPE_CHECKING:
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _SOURCES = ("training", "methods", "seeds.py")  # the code a client-round or evaluation runs
+_COMPONENT = re.compile(r"([A-Za-z_]\w*)(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")  # package.module:Class
+
+
+def _hash_files(paths: list[Path]) -> str:
+    """sha256 of the names (from each path's parent) and bytes of files and of the .py files
+    under folders, in a stable order."""
+    digest = hashlib.sha256()
+    for entry in paths:
+        for file in sorted(entry.rglob("*.py")) if entry.is_dir() else [entry]:
+            digest.update(str(file.relative_to(entry.parent)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 @functools.cache
 def _source_hash() -> str:
     """The code this process runs: hashed once, at first use (a module edited on disk later is
     not what this process executes)."""
-    digest = hashlib.sha256()
-    for entry in _SOURCES:
-        path = _PACKAGE / entry
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(str(file.relative_to(_PACKAGE)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
+    return _hash_files([_PACKAGE / entry for entry in _SOURCES])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON-like value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _package_hash(package: str) -> str | None:
+    """The source of a top-level package (every .py under it) or module, as it is on disk when
+    the run starts; None for a name that is not an importable package (then not a component:
+    the scenario's names were resolved when it loaded)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except ValueError:  # a module without a spec, e.g. __main__
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return _hash_files([Path(folder) for folder in spec.submodule_search_locations])
+    if spec.origin is None or not Path(spec.origin).is_file():
+        return None  # built into the interpreter: covered by the package versions
+    return _hash_files([Path(spec.origin)])
+
+
+def _component_sources(scenario: Scenario) -> dict[str, str | None]:
+    """The source of every package the scenario names a component from, other than this one
+    (whose code is _source_hash and the package versions)."""
+    packages = {
+        match.group(1)
+        for text in _strings(scenario.model_dump(mode="json"))
+        if (match := _COMPONENT.fullmatch(text))
+    }
+    packages.discard(_PACKAGE.name)
+    return {package: _package_hash(package) for package in sorted(packages)}
 
 
 def _tensor_hash(digest: Any, tensor: torch.Tensor) -> None:
@@ -66,6 +117,7 @@ def task_fingerprint(scenario: Scenario, task: RealTask) -> str:
         "clients": scenario.population.clients,
         "versions": package_versions(),
         "source": _source_hash(),
+        "components": _component_sources(scenario),
     }
     digest.update(json.dumps(spec, sort_keys=True).encode())
     for name, tensor in sorted(task.model.model.state_dict().items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +85,58 @@ def test_paired_downlink_replays_the_same_recording_from_the_same_offset(shared_
     # T-Mobile LTE downlink averages 16.70 Mbps (traces.md), not its uplink's 13.32
     tmobile = next(c for c in range(40) if "TMobile-LTE" in up.traces[up.trace_index[c]].name)
     assert down.mean_bps(tmobile) / 1e6 == pytest.approx(16.70, abs=0.01)
+
+
+def _trace_scenario(write_scenario, files: list[str], **options) -> object:
+    from conftest import scenario_dict
+
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {
+        "kind": "trace",
+        "format": "csv",
+        "files": files,
+        "options": {"rate_unit": "Mbps", **options},
+    }
+    return write_scenario(raw)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("traces/**/*.csv", ["a.csv", "lte/b.csv", "lte/city/c.csv"]),
+        ("traces/*/*.csv", ["lte/b.csv"]),
+        ("traces/*/city/*.csv", ["lte/city/c.csv"]),
+        ("traces/l?e/**", ["lte/b.csv", "lte/city/c.csv"]),  # folders are not trace files
+    ],
+)
+def test_trace_files_take_full_glob_patterns(write_scenario, tmp_path, pattern, expected):
+    from simulator.scenario import load_scenario
+
+    for name in ("a.csv", "lte/b.csv", "lte/city/c.csv"):
+        path = tmp_path / "traces" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("0,5\n1,7\n")
+    scenario = load_scenario(_trace_scenario(write_scenario, [pattern]))
+    root = tmp_path / "traces"
+    assert [str(Path(f).relative_to(root)) for f in scenario.network.uplink.files] == expected
+    absolute = load_scenario(_trace_scenario(write_scenario, [str(root / pattern[7:])]))
+    assert absolute.network.uplink.files == scenario.network.uplink.files
+
+
+def test_a_pattern_matching_only_folders_matches_no_file(write_scenario, tmp_path):
+    from simulator.errors import ScenarioError
+    from simulator.scenario import load_scenario
+
+    (tmp_path / "traces" / "lte").mkdir(parents=True)
+    with pytest.raises(ScenarioError, match=r"'traces/\*\*' matches no file under"):
+        load_scenario(_trace_scenario(write_scenario, ["traces/**"]))
+
+
+def test_validate_warns_of_a_kbps_trace_read_as_mbps(write_scenario, tmp_path, capsys):
+    from simulator.cli import main
+
+    (tmp_path / "lte.csv").write_text("time,kbps\n0,4200\n1,9100\n2,5300\n3,6200\n")
+    assert main(["validate", str(_trace_scenario(write_scenario, ["lte.csv"]))]) == 0
+    said = capsys.readouterr().err
+    assert "warning: uplink of client 0 averages 6.20 Gbps, above the 3.00 Gbps" in said
+    assert "options {'rate_unit': 'Mbps'}" in said

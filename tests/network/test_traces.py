@@ -227,6 +227,69 @@ def test_csv_columns_and_units(tmp_path: Path, content: str, options: dict) -> N
     assert trace.transfer_time(1.5e6, 0.5) == pytest.approx(2.0)
 
 
+# NYU-METS style: a header, then `value,unit` rows of one second each, units varying by row.
+METS = "Bandwidth,Unit\n5.91,Mbits\n800,Kbits\n0,bits\n2000000, bits/sec\n1.5,MBITS\n"
+
+
+def test_a_unit_column_gives_each_row_its_unit(tmp_path: Path) -> None:
+    path = write(tmp_path, METS, "mets.csv")
+    for options in ({"rate_col": 0, "unit_col": 1}, {"rate_col": "Bandwidth", "unit_col": "Unit"}):
+        trace = load_trace(path, format="csv", step_s=1.0, **options)
+        assert trace.binned_bps(1.0).tolist() == [5.91e6, 0.8e6, 0.0, 2e6, 1.5e6]
+    timed = write(tmp_path, "t,v,u\n0,2,Mbps\n2,500,kbps\n3,1,Gbits/s\n", "timed.csv")
+    trace = load_trace(timed, format="csv", time_col="t", rate_col="v", unit_col="u")
+    assert trace.binned_bps(1.0).tolist() == [2e6, 2e6, 0.5e6, 1e9, 1e9]  # holds 1.5 s
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "expected"),
+    [
+        ("v,u\n1,Mbits\n2,MBytes\n3,furlongs\n", {}, ["line 3", "u 'MBytes' is not a rate unit"]),
+        ("v,u\n1,Mbits\n2,\n", {}, ["line 3", "u '' is not a rate unit"]),
+        ("v,u\n1,Mbits\n", {"rate_unit": "Mbps"}, ["rate_unit: given together with unit_col"]),
+        ("v,u\n1,Mbits\n", {"unit_col": "unit"}, ["unit_col: no column 'unit'", "v, u"]),
+    ],
+)
+def test_a_bad_unit_column_names_the_line_or_option(tmp_path, content, options, expected):
+    path = write(tmp_path, content, "units.csv")
+    with pytest.raises(TraceError) as caught:
+        load_trace(path, format="csv", **{"rate_col": 0, "unit_col": 1, "step_s": 1.0, **options})
+    assert str(caught.value).startswith(str(path))
+    for part in expected:
+        assert part in str(caught.value)
+
+
+def test_a_kbps_lte_trace_read_as_mbps_is_flagged(tmp_path: Path) -> None:
+    """A 1000x slip on a typical LTE trace (NYU-METS averages 6.2 Mbps) reads as 6.2 Gbps."""
+    rows = "".join(f"{t},{kbps}\n" for t, kbps in enumerate([4200, 9100, 5300, 6200]))
+    path = write(tmp_path, "time,kbps\n" + rows, "lte.csv")
+    right = format_stats(trace_stats(load_trace(path, format="csv", rate_unit="kbps")))
+    assert "mean       6.20 Mbps" in right and "warning" not in right
+    slipped = format_stats(trace_stats(load_trace(path, format="csv", rate_unit="Mbps")))
+    assert "mean       6.20 Gbps" in slipped
+    assert "warning: a mean outside 1.00 kbps to 3.00 Gbps" in slipped
+    assert "a kbps column read as Mbps is 1000x too fast" in slipped
+
+
+def test_no_shipped_measurement_is_flagged_implausible(shared_traces: Path) -> None:
+    """The plausible range holds every real trace here, the fastest 5G runs included."""
+    files = [(f, "pensieve", {}) for f in sorted((shared_traces / "pensieve-hsdpa").iterdir())]
+    files += [(f, "pensieve", {}) for f in sorted((shared_traces / "fcc").iterdir())]
+    files += [(f, "mahimahi", {}) for f in sorted((shared_traces / "mahimahi").rglob("*.*"))]
+    data = shared_traces / "5g" / "5gophers-2020" / "01-Throughput" / "data.csv"
+    fastest = {"carrier": "VERIZON", "num_tcp_conn": 8, "server_location": "US-East"}
+    files += [(data, "5gophers", {**fastest, "run_num": run}) for run in range(101, 107)]
+    means = []
+    for path, fmt, options in files:
+        if path.suffix == ".md":
+            continue
+        trace = load_trace(path, format=fmt, **options)
+        text = format_stats(trace_stats(trace))
+        assert "warning" not in text, text
+        means.append(trace.mean_bps)
+    assert len(means) > 150 and max(means) > 1.7e9  # Verizon mmWave, 8 connections
+
+
 # --------------------------------------------------------------------------- bad input
 
 BAD = [
@@ -484,6 +547,6 @@ def test_tiny_rates_print_in_their_own_unit_with_a_warning(tmp_path):
     path = write(tmp_path, "0 1e-6\n1 2e-6\n")  # Mbit/s: 1 and 2 bit/s
     text = format_stats(trace_stats(load_trace(path, format="pensieve")))
     assert "mean       1.50 bps" in text and "0.00 Mbps" not in text
-    assert "warning: a mean outside 1.00 kbps to 100.00 Gbps is no real link's" in text
+    assert "warning: a mean outside 1.00 kbps to 3.00 Gbps is no real link's" in text
     normal = format_stats(trace_stats(load_trace(write(tmp_path, "0 4\n1 2\n", "b"), "pensieve")))
     assert "mean       3.00 Mbps" in normal and "warning" not in normal

@@ -219,3 +219,90 @@ def test_damaged_entries_are_recomputed_and_the_run_is_unchanged(
     _same_files(first, again)
     (stats,) = _cache_stats(again)
     assert stats["corrupt"] == len(messages[::2]) and stats["misses"] == stats["corrupt"]
+
+
+@pytest.mark.slow
+def test_edited_records_are_recomputed_and_the_run_is_that_of_a_cold_one(
+    write_scenario, tiny_models, tmp_path
+):
+    raw = real_scenario_dict(tiny_models["bert"], methods=[EF], server={"rounds": 2})
+    root = tmp_path / "cache"
+    first = _run(write_scenario, raw, tmp_path / "first", ReplayCache(root))
+    updates = sorted((root / "update").rglob("*.json"))[:4]
+    evals = sorted((root / "eval").rglob("*.json"))
+    assert evals
+    for i, path in enumerate(updates + evals):
+        meta = json.loads(path.read_text())
+        if path in evals:
+            meta["meta"]["metrics"]["accuracy"] = 0.99  # an edited evaluation
+        elif i % 2:
+            meta["meta"]["num_samples"] += 1  # an edited sample count
+        else:
+            meta["meta"]["samples"] = meta["meta"].pop("num_samples")  # a renamed key
+        path.write_text(json.dumps(meta, indent=1))
+    again = _run(write_scenario, raw, tmp_path / "again", ReplayCache(root))
+    _same_files(first, again)
+    (stats,) = _cache_stats(again)
+    assert stats["corrupt"] == 4 + len(evals) and stats["misses"] == stats["corrupt"]
+
+
+USER_CODEC = """
+from simulator.methods.dense import DenseFP16
+
+SCALE = {scale}
+
+
+class Scaled(DenseFP16):
+    '''fp16 of the update times SCALE.'''
+
+    codec_id = 77
+
+    def encode(self, update, context):
+        return super().encode(update * SCALE, context)
+"""
+
+
+@pytest.mark.slow
+def test_an_edited_user_codec_is_not_answered_from_the_cache(
+    write_scenario, tiny_models, tmp_path, monkeypatch
+):
+    import importlib
+    import sys
+
+    module = tmp_path / "plugins" / "scaledcodec.py"
+    module.parent.mkdir()
+    module.write_text(USER_CODEC.format(scale="1.0"), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(module.parent))
+    monkeypatch.delitem(sys.modules, "scaledcodec", raising=False)
+    raw = real_scenario_dict(
+        tiny_models["bert"],
+        methods=[{"name": "mine", "codec": "scaledcodec:Scaled"}],
+        server={"rounds": 2},
+    )
+    cache = ReplayCache(tmp_path / "cache")
+    before = _run(write_scenario, raw, tmp_path / "before", cache)
+    module.write_text(USER_CODEC.format(scale="0.25"), encoding="utf-8")  # the user edits it
+    del sys.modules["scaledcodec"]  # as a new process would, import the edited file
+    importlib.invalidate_caches()
+    after = _run(write_scenario, raw, tmp_path / "after", cache)
+    plain = _run(write_scenario, raw, tmp_path / "plain", None)
+    _same_files(plain, after)
+    (stats,) = _cache_stats(after)
+    assert stats["misses"] > stats["hits"]  # only the initial evaluation is the same state
+    assert (before[0] / "evals.csv").read_bytes() != (after[0] / "evals.csv").read_bytes()
+
+
+def test_a_cache_path_that_is_a_file_is_an_error_before_the_run_starts(
+    write_scenario, tiny_models, tmp_path, capsys
+):
+    from simulator.cli import main
+
+    path = write_scenario(real_scenario_dict(tiny_models["bert"]))
+    taken = tmp_path / "cache.txt"
+    taken.write_text("not a folder")
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--cache", str(taken)]) == 2
+    said = capsys.readouterr().err
+    assert f"{taken}: the replay cache must be a writable folder" in said
+    assert "Traceback" not in said
+    assert not out.exists() and taken.read_text() == "not a folder"
