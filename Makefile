@@ -37,7 +37,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+# the commit before numba's parallel kernels were cached on disk (bench/coldstart.py's baseline)
+COLDSTART_BEFORE ?= b57ad7f
+
+bench: $(STAMP) light
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/traces.py
 	$(BIN)/python bench/training.py
@@ -45,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/replay.py --set server.rounds=4
+	$(BIN)/python bench/coldstart.py --before $(COLDSTART_BEFORE) --venv light=$(LIGHT) --venv full=$(VENV)
 	$(BIN)/python bench/report.py
 
 # docs/RESULTS.md: every headline arm × 3 networks + PubMedQA, 3 seeds each (resumable; see

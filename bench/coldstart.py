@@ -4,11 +4,13 @@ on-disk cache.
 Each run is a new interpreter that imports the codecs and encodes + decodes one ordinary update
 (serial kernels) and one large one (parallel kernels, a million coordinates and more). Paired
 runs alternate a source tree from before the parallel kernels were cached (`--before`, a git
-revision) with this one, each against a cache folder it has already filled; a third column is
-this tree against an empty cache (the first process after an install). Medians over the pairs.
-Not a test: it prints a table and writes bench/results/coldstart.json.
+revision) with this one, each against a cache folder it has already filled; a third row is this
+tree against an empty cache (the first process after an install). Medians over the pairs. With
+`--venv NAME=PATH` it also records the disk use of virtual environments (as `du` counts it),
+e.g. the core install against the full one. Not a test: it prints a table and writes
+bench/results/coldstart.json.
 
-    .venv/bin/python bench/coldstart.py --before <revision> [--pairs 3]
+    .venv/bin/python bench/coldstart.py --before <revision> [--pairs 3] [--venv light=PATH ...]
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def process(source: Path, cache: Path) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(source), NUMBA_CACHE_DIR=str(cache))
     done = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(SIZES)],
+        cwd=source,  # `-c` puts the current folder first on sys.path
         env=env,
         check=True,
         capture_output=True,
@@ -76,11 +79,25 @@ def process(source: Path, cache: Path) -> dict[str, float]:
     return json.loads(done.stdout)
 
 
+def disk_mb(folder: Path) -> float:
+    """Disk use of a folder in MB (allocated blocks, as `du -s` counts them; links once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in folder.rglob("*"):
+        stat = path.lstat()
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_blocks * 512
+    return round(total / 1e6, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="git revision before the change")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--venv", action="append", default=[], help="NAME=PATH to measure")
     args = parser.parse_args()
+    venvs = dict(item.split("=", 1) for item in args.venv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sources = {"before": checkout(args.before, work / "before"), "after": ROOT}
@@ -98,15 +115,21 @@ def main() -> None:
         for name, rs in runs.items()
     ]
     print_table(rows, {key: key for key in rows[0]})
+    sizes = {name: {"path": path, "mb": disk_mb(Path(path))} for name, path in venvs.items()}
+    for name, size in sizes.items():
+        print(f"venv {name}: {size['mb']:,.0f} MB ({size['path']})")
+    options = "".join(f" --venv {name}={path}" for name, path in venvs.items())
     save(
         "coldstart",
         {
             "benchmark": "coldstart",
-            "command": f"python bench/coldstart.py --before {args.before} --pairs {args.pairs}",
+            "command": f"python bench/coldstart.py --before {args.before} --pairs {args.pairs}"
+            + options,
             "before": args.before,
             "coordinates": SIZES,
             "pairs": args.pairs,
             "median": rows,
+            "venvs": sizes,
         },
     )
 

@@ -51,6 +51,7 @@ def cli_without_extras(light_site: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 def test_surrogate_run_trace_tools_and_analysis_need_no_extra(light_site, write_scenario, tmp_path):
     raw = scenario_dict()
     raw["network"]["uplink"] = {"kind": "trace", "format": "mahimahi", "files": ["*.up"]}
