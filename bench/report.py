@@ -526,10 +526,13 @@ def replay_details(r: dict) -> str:
 COLDSTART_PROSE = """\
 The core install (`pip install fstq-sim`) runs surrogate scenarios, the trace tools and the
 analysis; real training comes with the `train` extra (PyTorch, transformers, PEFT, numba, the
-embedded models) and the Ray executor with `ray`. The full environment is what `make run` and
-`make test` install (`[train,ray,dev]` and the embedded LLM). Fed-FSTQ's numba kernels are
-compiled once and cached on disk, the parallel ones (updates of a million coordinates and more)
-included: before, those were compiled again in every new process."""
+embedded models) and the Ray executor with `ray`. The light environment is `python3 -m venv`
+and `pip install -e .`; the full one is what `make run` and `make test` install (torch 2.13.0
+CPU first, then `-e '.[train,ray,dev]'`, then the embedded LLM with `--no-deps`). Fed-FSTQ's
+numba kernels are compiled once and cached on disk, the parallel ones (updates of a million
+coordinates and more) included: before, those were compiled again in every new process. The
+figures were measured while this 2-core host ran other work (load average 15 to 25), so the
+seconds are high; the two runs of a pair shared those conditions."""
 
 
 def run_row(r: dict, name: str) -> dict:
