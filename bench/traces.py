@@ -1,7 +1,7 @@
 """Benchmark: Trace.transfer_time calls per second on a real Mahimahi uplink, and trace load time.
 
-Run from anywhere: `python bench/traces.py`. The traces are read from ../shared/traces beside
-the project. Writes bench/results/traces.json.
+Run from anywhere: `python bench/traces.py`. The traces are the ones shipped in traces/.
+Writes bench/results/traces.json.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from common import best_of, save
 from simulator.network.traces import load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "traces"
+TRACES = ROOT / "traces"
 TRACE = TRACES / "mahimahi" / "ATT-LTE-driving.up"
 CALLS = 200_000
 TARGET = 200_000
@@ -23,10 +23,6 @@ HORIZON_S = 3600.0
 
 
 def main() -> None:
-    if not TRACE.exists():
-        raise SystemExit(
-            f"{TRACE} is missing: the ../shared/traces folder must sit beside the project"
-        )
     trace = load_trace(TRACE)
     rng = np.random.default_rng(0)
     starts = rng.uniform(0.0, HORIZON_S, CALLS).tolist()  # more than three loops of the trace
@@ -39,7 +35,7 @@ def main() -> None:
 
     calls_per_s = CALLS / best_of(REPEATS, calls)
 
-    mahimahi = [p for p in (TRACES / "mahimahi").rglob("*") if p.is_file()]
+    mahimahi = [p for p in (TRACES / "mahimahi").rglob("*") if p.suffix in (".up", ".down", ".pps")]
     largest = max(mahimahi, key=lambda p: p.stat().st_size)
     load_s = best_of(REPEATS, lambda: load_trace(largest))
     lines = sum(1 for _ in largest.open())
@@ -47,13 +43,13 @@ def main() -> None:
     result = {
         "benchmark": "trace_transfer_time",
         "calls_per_s": round(calls_per_s),
-        "trace": f"../{TRACE.relative_to(ROOT.parent)}",
+        "trace": TRACE.relative_to(ROOT).as_posix(),
         "calls": CALLS,
         "start_horizon_s": HORIZON_S,
         "command": "python bench/traces.py",
         "target_calls_per_s": TARGET,
         "met": calls_per_s >= TARGET,
-        "largest_mahimahi": f"../{largest.relative_to(ROOT.parent)}",
+        "largest_mahimahi": largest.relative_to(ROOT).as_posix(),
         "largest_mahimahi_lines": lines,
         "largest_mahimahi_load_s": round(load_s, 4),
     }

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from simulator.extras import hint
+
 
 class NoOptions(BaseModel):
     """For classes without options: any given option is an error."""
@@ -52,7 +54,8 @@ class Registry:
         try:
             found = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import {what} {target!r}: {exc}") from None
+            extra = hint(exc.name or "") if isinstance(exc, ImportError) else ""
+            raise ValueError(f"cannot import {what} {target!r}: {exc}{extra}") from None
         if not isinstance(found, type):
             raise ValueError(
                 f"{what} {target!r} is a {type(found).__name__}, not a class; name a class "

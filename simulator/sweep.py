@@ -9,12 +9,14 @@ results do not depend on `jobs`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -61,7 +63,20 @@ def _same_scenario(saved: dict, scenario: Scenario) -> bool:
         before = Scenario.model_validate(saved)
     except ValidationError:
         return False
-    return resolved_dict(before) == resolved_dict(scenario)
+    return _by_content(resolved_dict(before)) == _by_content(resolved_dict(scenario))
+
+
+def _by_content(value: Any) -> Any:
+    """A resolved scenario with each existing file named by its bytes' sha256 and trace_dir left
+    out (its files are listed one by one), so a sweep resumes over byte-identical traces and
+    data that moved (e.g. the shipped copies in traces/ of files once read from elsewhere)."""
+    if isinstance(value, dict):
+        return {k: _by_content(v) for k, v in value.items() if k != "trace_dir"}
+    if isinstance(value, list):
+        return [_by_content(v) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_file():
+        return hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return value
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from studies.results_doc import HEADLINE_ARMS, render
 
 log = logging.getLogger(__name__)
 
-MAHIMAHI = "../shared/traces/mahimahi"
+MAHIMAHI = "traces/mahimahi"  # shipped with the repository; `make results` runs from its root
 BASELINE = "fedavg-fp16"
 FSTQ = HEADLINE_ARMS[0]
 CONTROLS = ("random-tokens-fstq", "loss-tokens-fstq")

@@ -1,4 +1,4 @@
-"""Shared fixtures: the ../shared folder of real traces and data sets."""
+"""Shared fixtures: the real traces and data sets shipped in traces/ and data/."""
 
 from __future__ import annotations
 
@@ -22,27 +22,32 @@ def _replay_cache_of_the_session(tmp_path_factory):
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT_ROOT.parent / "shared"
-
-
-def _require(path: Path) -> Path:
-    if path.exists():
-        return path
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{path} is missing; under CI=true the shared folder must be present")
-    pytest.skip(f"{path} is absent (the ../shared folder beside the project); skipped outside CI")
+TRACES = PROJECT_ROOT / "traces"  # real traces shipped with the repository (traces/SOURCES.md)
+DATA = PROJECT_ROOT / "data"  # real data sets shipped with it (data/*/SOURCES.md)
+SHARED = PROJECT_ROOT.parent / "shared"  # the full collection the shipped files are copied from
 
 
 @pytest.fixture(scope="session")
 def shared_traces() -> Path:
-    """../shared/traces, required under CI."""
-    return _require(SHARED / "traces")
+    """The real traces shipped in traces/ (a curated copy of ../shared/traces)."""
+    return TRACES
 
 
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """../shared/datasets, required under CI."""
-    return _require(SHARED / "datasets")
+    """The real data sets shipped in data/ (a curated copy of ../shared/datasets)."""
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def shared_collection() -> Path:
+    """../shared, the collection the shipped copies come from: skipped outside CI when absent
+    (a fresh clone), a failure under CI=true."""
+    if SHARED.is_dir():
+        return SHARED
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{SHARED} is missing; under CI=true the shared folder must be present")
+    pytest.skip(f"{SHARED} is absent (a clone without the collection beside it)")
 
 
 def scenario_dict(**sections: object) -> dict:

@@ -39,3 +39,29 @@ def test_sweep_refuses_a_folder_of_another_scenario(write_scenario, tmp_path, ca
     args = ["sweep", str(path), "--seeds", "1", "--out", str(out), "--set", "server.rounds=2"]
     assert main(args) == 2
     assert "holds a different scenario" in capsys.readouterr().err
+
+
+def test_sweep_resumes_over_moved_identical_traces_not_changed_ones(
+    write_scenario, tmp_path, shared_traces, capsys
+):
+    """A sweep started on traces in one folder resumes on byte-identical copies elsewhere (the
+    shipped traces/ replacing ../shared), and refuses copies whose bytes differ."""
+    first, moved, changed = (tmp_path / name for name in ("first", "moved", "changed"))
+    for folder in (first, moved, changed):
+        folder.mkdir()
+        for name in ("Verizon-LTE-short.up", "TMobile-LTE-short.up"):
+            (folder / name).write_bytes((shared_traces / "mahimahi" / name).read_bytes())
+    (changed / "TMobile-LTE-short.up").write_bytes(b"5\n10\n")
+    raw = scenario_dict()
+    raw["network"]["uplink"] = {"kind": "trace", "format": "mahimahi", "files": ["*.up"]}
+    path = write_scenario(raw)
+    out = str(tmp_path / "sweep")
+
+    def sweep_over(folder):
+        args = ["sweep", str(path), "--seeds", "1", "--out", out]
+        return main([*args, "--set", f"network.trace_dir={folder}"])
+
+    assert sweep_over(first) == 0
+    assert sweep_over(moved) == 0
+    assert sweep_over(changed) == 2
+    assert "holds a different scenario" in capsys.readouterr().err

@@ -4,12 +4,15 @@ Each kernel replaces a dozen vectorised numpy passes over a 10M-coordinate updat
 two loops, which is what it takes to encode and decode at tens of millions of coordinates per
 second on a CPU. They hold no policy: fstq.py decides what to send and defines the format;
 these only classify, gather and scatter. Each of the four main kernels comes compiled twice
-(`Kernels`): serially (cached on disk, for ordinary adapters) and parallel over LoRA groups
-(compiled on first use, for updates of a million coordinates and more, where it pays for the
-threads).
+(`Kernels`): serially (for ordinary adapters) and parallel over LoRA groups (for updates of a
+million coordinates and more, where it pays for the threads). Every compilation is cached on
+disk (numba's cache beside this file or in NUMBA_CACHE_DIR), so only the first process after an
+install or an upgrade pays for it: bench/coldstart.py measures the difference.
 """
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -233,11 +236,23 @@ def tag_counts(tags, bounds):  # pragma: no cover - compiled
     return counts
 
 
+def _renamed(function: types.FunctionType, suffix: str) -> types.FunctionType:
+    """The same function under another qualified name: numba names a cache file after it, so
+    the parallel compilation of a kernel gets files of its own beside the serial one's."""
+    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__ + suffix)
+    copy.__qualname__ = function.__qualname__ + suffix
+    return copy
+
+
 class Kernels:
-    """classify, tally, gather and scatter, compiled serially or in parallel."""
+    """classify, tally, gather and scatter, compiled serially or in parallel, cached on disk."""
 
     def __init__(self, parallel: bool) -> None:
-        compile_ = njit(parallel=True) if parallel else njit(cache=True)
+        suffix = "_parallel" if parallel else ""
+
+        def compile_(function: types.FunctionType):
+            return njit(parallel=parallel, cache=True)(_renamed(function, suffix))
+
         self.classify = compile_(_classify)
         self.tally = compile_(_tally)
         self.gather = compile_(_gather)

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from simulator import extras
 from simulator.scenario.fields import (
     Fraction,
     Megabytes,
@@ -151,6 +152,9 @@ class RealTraining(Model):
 
     @model_validator(mode="after")
     def _check(self) -> RealTraining:
+        extras.require("train", "training.mode = 'real'")
+        if self.executor == "ray":
+            extras.require("ray", "training.executor = 'ray'")
         if (
             self.task == "classification"
             and isinstance(self.data, FileData)

@@ -83,8 +83,9 @@ def test_the_document_says_plainly_when_a_target_is_not_met(report, results):
 
 
 def test_wall_time_is_totalled_against_ten_minutes(report, results):
-    timed = {name: {**result, "wall_s": 80.0} for name, result in results.items()}
-    total = 80.0 * len(timed)  # one script per benchmark: 6 of them, 480 s
+    each = 500.0 / len(results)  # one script per benchmark, 500 s in all
+    timed = {name: {**result, "wall_s": each} for name, result in results.items()}
+    total = each * len(timed)
     row = report.wall_row(timed)
     assert (row.measured, row.met) == (f"**{total:.0f} s** ({total / 60:.1f} min)", "yes")
     timed["training"]["wall_s"] = 400.0

@@ -410,7 +410,7 @@ MAHIMAHI_TABLE = [
     ("TMobile-LTE-short.up", 140.0, 13.32, 11.24, 3.32, 25.32, 0.0),
     ("TMobile-UMTS-driving.up", 931.2, 0.94, 1.07, 0.30, 1.42, 2.9),
     ("Verizon-LTE-short.up", 140.0, 5.95, 5.65, 2.29, 10.60, 0.7),
-    ("orange-4g-2022/orange-4G-traces-highway-up.pps", 813.0, 6.81, 4.06, 0.26, 21.97, 0.5),
+    ("orange-4g-2022/orange-4G-traces-A-up.pps", 603.6, 2.44, 2.46, 1.90, 3.01, 0.0),
 ]
 
 

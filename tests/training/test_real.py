@@ -275,9 +275,7 @@ def test_recorded_uplink_bytes_are_len_of_the_messages(write_scenario, tiny_mode
 
 
 @pytest.mark.parametrize("name", STRATEGY_SCENARIOS)
-def test_shipped_strategy_scenarios_run_with_real_training(name, tiny_models, tmp_path, request):
-    if name == "mahimahi-replay":
-        request.getfixturevalue("shared_traces")
+def test_shipped_strategy_scenarios_run_with_real_training(name, tiny_models, tmp_path):
     real = real_scenario_dict(tiny_models["bert"])
     sections = {"training": real["training"], "methods": real["methods"]}
     if name == "deadline":  # a tiny model beats any fixed deadline: close at the median
