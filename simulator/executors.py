@@ -9,7 +9,9 @@ main process keeps one for evaluation. Workers × threads above the host's cores
 same files, only slower. Ray is an optional extra: `pip install 'fstq-sim[ray]'`.
 
 Workers end with the process that started them, even when it is killed with SIGKILL and runs
-no cleanup: each pool worker and Ray actor watches its parent (`_end_with_parent`).
+no cleanup: each pool worker and Ray actor watches its parent (`_end_with_parent`), and a local
+Ray's own agents, which outlive a killed driver by a minute or more, are ended by a reaper
+(`_REAPER`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import logging
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -123,6 +127,28 @@ class _RayWorker:
         return _work(arm, job)
 
 
+# Run as `python -c`: waits for EOF on stdin (its driver ended, however) and kills the processes
+# named on its command line that are still the ones it saw (pid and start time, so a reused pid
+# is spared). Linux: on other systems Ray starts its own reaper.
+_REAPER = """
+import os, sys
+def began(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+seen = {int(pid): began(pid) for pid in sys.argv[1:]}
+sys.stdin.buffer.read()
+for pid, start in seen.items():
+    if start is not None and began(pid) == start:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+"""
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -165,6 +191,7 @@ class RayExecutor:
         if gpus is None:
             gpus = 1 if pick_device(spec.device).type == "cuda" else 0
         self.actors: list[Any] = []
+        self.reaper: subprocess.Popen | None = None
         self.connected = not ray.is_initialized()  # by this executor, which disconnects it
         local = self.connected and self._connect(options.address, workers * cpus)
         self._check_resources({"CPU": workers * cpus, "GPU": workers * gpus}, local)
@@ -182,8 +209,7 @@ class RayExecutor:
         if address is None and os.environ.get("RAY_ADDRESS"):
             address, key = os.environ["RAY_ADDRESS"], "$RAY_ADDRESS"
         if address is None:
-            cores = os.cpu_count() or 1
-            self.ray.init(num_cpus=max(cores, cpus), include_dashboard=False, log_to_driver=False)
+            self._start_local(cpus)
             return True
         _check_reachable(address, key)
         try:
@@ -193,6 +219,21 @@ class RayExecutor:
                 f"{key} = {address!r}: {error}. Fix: start the cluster or correct the address"
             ) from None
         return False
+
+    def _start_local(self, cpus: float) -> None:
+        """Ray on this machine, with a reaper for the processes it starts (Linux)."""
+        import psutil  # Ray ships it
+
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        cores = os.cpu_count() or 1
+        self.ray.init(num_cpus=max(cores, cpus), include_dashboard=False, log_to_driver=False)
+        if sys.platform == "linux":
+            started = [p.pid for p in psutil.Process().children(recursive=True)]
+            self.reaper = subprocess.Popen(
+                [sys.executable, "-c", _REAPER, *(str(p) for p in started if p not in before)],
+                stdin=subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C at the terminal reaches the driver only
+            )
 
     def _check_resources(self, need: dict[str, float], local: bool) -> None:
         """A request the cluster cannot meet: an error on a cluster this executor started, a
@@ -223,6 +264,9 @@ class RayExecutor:
         if self.connected:
             self.ray.shutdown()  # ends the actors this driver owns, and a local Ray
             self.connected = False
+            if self.reaper is not None and self.reaper.stdin is not None:
+                self.reaper.stdin.close()  # what shutdown left, the reaper ends
+                self.reaper.wait()
         else:
             for actor in self.actors:
                 self.ray.kill(actor)
