@@ -123,8 +123,8 @@ class _RayWorker:
 
         return ray.get_runtime_context().get_node_id()
 
-    def update(self, arm: Arm, job: Job) -> Update:
-        return _work(arm, job)
+    def update(self, arm: Arm, index: int, job: Job) -> tuple[int, Update]:
+        return index, _work(arm, job)
 
 
 # Run as `python -c`: waits for EOF on stdin (its driver ended, however) and kills the processes
@@ -255,9 +255,13 @@ class RayExecutor:
         log.warning("%s; the actors wait until the cluster has room", message)
 
     def run(self, arm: Arm, jobs: list[Job]) -> list[Update]:
-        """Each job to whichever actor is free; results come back in job order."""
+        """Each job to whichever actor is free (results as they finish, not in turn, so a long
+        job holds up no other actor); results come back in job order."""
         arm_ref = self.ray.put(arm)  # sent once, not once per job
-        return list(self.pool.map(lambda actor, job: actor.update.remote(arm_ref, job), jobs))
+        done = self.pool.map_unordered(
+            lambda actor, item: actor.update.remote(arm_ref, *item), enumerate(jobs)
+        )
+        return [update for _, update in sorted(done, key=lambda pair: pair[0])]
 
     def close(self) -> None:
         """Stop the actors, and the local Ray this executor started."""
