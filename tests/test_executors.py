@@ -1,11 +1,15 @@
 """Executors without a model: the inline executor's job order and task, which executor the
-scenario names, a process pool that spawns nothing until it has jobs, and the Ray import error.
-(That the executors give identical files with a real model is tests/training/test_real.py.)"""
+scenario names, a process pool that spawns nothing until it has jobs, the Ray import error and
+Ray's options and unreachable cluster. (That the executors give identical files with a real
+model is tests/training/test_real.py; Ray on two nodes is tests/test_executors_ray.py; workers
+ending with their parent is tests/test_executors_lifetime.py.)"""
 
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -102,3 +106,42 @@ def test_ray_without_the_package_says_how_to_install_it(monkeypatch):
         make_executor(_scenario(executor="ray"), FakeTask())
     with pytest.raises(SimulatorError, match="needs Ray"):
         RayExecutor(_scenario(), 2)
+
+
+def test_executor_options_are_rays_and_validated():
+    options = {"address": "10.0.0.5:6379", "num_cpus": 0.5, "num_gpus": 0.25}
+    spec = _scenario(executor="ray", executor_options=options).training.executor_options
+    assert (spec.address, spec.num_cpus, spec.num_gpus) == ("10.0.0.5:6379", 0.5, 0.25)
+    with pytest.raises(ValueError, match="executor_options are Ray's: set executor = 'ray'"):
+        _scenario(executor="process", executor_options={"num_cpus": 1})
+    with pytest.raises(ValueError, match="num_gpus"):
+        _scenario(executor="ray", executor_options={"num_gpus": -1})
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("via", ["option", "environment"])
+def test_an_unreachable_ray_cluster_is_a_clear_error_within_seconds(monkeypatch, via):
+    """ray.init waits minutes (it retries the GCS) for a cluster that does not answer."""
+    address = f"127.0.0.1:{_closed_port()}"
+    if via == "option":
+        scenario = _scenario(executor="ray", executor_options={"address": address})
+        key = "training.executor_options.address"
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", f"ray://{address}")
+        scenario, key = _scenario(executor="ray"), "$RAY_ADDRESS"
+    started = time.monotonic()
+    with pytest.raises(SimulatorError) as error:
+        RayExecutor(scenario, 2)
+    assert time.monotonic() - started < 10
+    assert str(error.value).startswith(f"{key} = '{'ray://' * (via != 'option')}{address}'")
+    assert "no Ray cluster answers there" in str(error.value)
+    assert "ray start --head" in str(error.value)
+    import ray
+
+    assert not ray.is_initialized()

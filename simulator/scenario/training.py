@@ -131,6 +131,14 @@ class LocalTraining(Model):
     max_grad_norm: PositiveFloat | None = 1.0
 
 
+class ExecutorOptions(Model):
+    """Ray: which cluster, and what each actor asks of it (None: what it uses; executors.py)."""
+
+    address: str | None = None  # an existing cluster, e.g. "10.0.0.5:6379"; else $RAY_ADDRESS
+    num_cpus: NonNegFloat | None = None  # default training.threads
+    num_gpus: NonNegFloat | None = None  # default 1 when the device is CUDA, else 0
+
+
 class RealTraining(Model):
     """Real LoRA fine-tuning of a Hugging Face model at every client event."""
 
@@ -145,6 +153,7 @@ class RealTraining(Model):
     local: LocalTraining = LocalTraining()
     executor: Literal["inline", "process", "ray"] = "inline"
     workers: Annotated[int, Field(gt=0)] = 2
+    executor_options: ExecutorOptions = ExecutorOptions()
     # torch intra-op threads in every process that does model math (the main process and each
     # worker): float results depend on it, so it is part of the run, never taken from the host
     threads: Annotated[int, Field(gt=0, le=256)] = 2
@@ -161,6 +170,8 @@ class RealTraining(Model):
             and not self.data.label
         ):
             raise ValueError("classification needs data.label (the label column)")
+        if self.executor != "ray" and self.executor_options != ExecutorOptions():
+            raise ValueError("executor_options are Ray's: set executor = 'ray', or remove them")
         if (
             self.task == "causal_lm"
             and isinstance(self.data, FileData)
