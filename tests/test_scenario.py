@@ -188,7 +188,7 @@ def test_codec_names_and_options_are_checked_at_load(write_scenario):
         ),
         (
             {"strategy": "overselect", "epsilon": -0.1},
-            "server.epsilon: epsilon must be >= 0 (the fraction of extra clients selected)",
+            "server.epsilon: epsilon must be in [0, 1e+07] (the fraction of extra clients selected)",
         ),
         (
             {"strategy": "fedbuff", "buffer_size": 2},

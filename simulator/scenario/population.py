@@ -12,9 +12,14 @@ from simulator.scenario.fields import (
     Model,
     NonNegFloat,
     PositiveFloat,
+    at_most,
     option_problems,
     ordered,
+    pair,
+    within,
 )
+
+Watts = Annotated[NonNegFloat, at_most(1e5, "W")]
 
 
 class Population(Model):
@@ -67,10 +72,10 @@ class Population(Model):
 class DeviceSpec(Model):
     """A device class, or an override of a catalogue class (unset fields keep the catalogue's)."""
 
-    tflops: tuple[PositiveFloat, PositiveFloat] | None = None
-    p_compute_w: NonNegFloat | None = None
-    p_tx_w: NonNegFloat | None = None
-    p_rx_w: NonNegFloat | None = None
+    tflops: pair(Annotated[PositiveFloat, within(1e-9, 1e6, "TFLOPS")]) | None = None
+    p_compute_w: Watts | None = None
+    p_tx_w: Watts | None = None
+    p_rx_w: Watts | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DeviceSpec:

@@ -78,6 +78,9 @@ class Closing:
     straggler: int | None
 
 
+MAX_EPSILON = 1e7  # selecting more than 1e7 × per_round exceeds any population
+
+
 def overselect_count(per_round: int, epsilon: float) -> int:
     """⌈n(1+ε)⌉, immune to float noise (10·1.3 is 13.000000000000002)."""
     return math.ceil(round(per_round * (1 + epsilon), 9))
@@ -222,9 +225,10 @@ class OverSelectOptions(_Options):
     @field_validator("epsilon")
     @classmethod
     def _non_negative(cls, value: float) -> float:
-        if not 0 <= value < math.inf:
+        if not 0 <= value <= MAX_EPSILON:
             raise ValueError(
-                "epsilon must be >= 0 (the fraction of extra clients selected), e.g. 0.3"
+                f"epsilon must be in [0, {MAX_EPSILON:g}] (the fraction of extra clients "
+                "selected), e.g. 0.3"
             )
         return value
 
