@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from simulator.engine import MAX_WAIT_S, NO_CLIENT_RETRY_S, Engine
-from simulator.errors import StalledRunError
+from simulator.errors import ModelError, StalledRunError, located
 from simulator.network.link import LinkSet
 from simulator.network.traces import PLAUSIBLE_BPS, format_rate
 from simulator.rounds import RoundOutcome
-from simulator.scenario import Method, Scenario, TraceLink
+from simulator.scenario import Method, RealTraining, Scenario, TraceLink
 from simulator.training.surrogate import SurrogateTrainer
 from simulator.world import World, build_world
 
@@ -47,6 +48,7 @@ def check_scenario(scenario: Scenario, source: str) -> Checked:
     for direction, links in (("uplink", world.uplinks), ("downlink", world.downlinks)):
         checked.warnings += _link_warnings(scenario, direction, links)
     if scenario.training.mode == "real":
+        _check_model(scenario, source)
         checked.notes.append(_check_training(scenario))
         _probe_first_selection(world)
     else:
@@ -122,6 +124,72 @@ def _probe_first_selection(world: World) -> None:
             "clients online more often (availability.mean_online_s, mean_offline_s or the "
             "sessions file)"
         )
+
+
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+MODEL_FIX = "give a model folder written by save_pretrained (config.json, tokenizer and weights)"
+
+
+def _check_model(scenario: Scenario, source: str) -> None:
+    """Real training: the model's config and tokenizer load, its pickled weight files (if it
+    has no safetensors) hold only what torch loads, and the sequences fit its positions; all
+    without loading weights, so a run never fails on them after its folder exists."""
+    from transformers import AutoConfig
+
+    from simulator.training.models import load_tokenizer, require_on_disk
+
+    spec = scenario.training
+    assert isinstance(spec, RealTraining)
+    folder = require_on_disk(spec.model)
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # transformers raises ValueError, OSError, KeyError, TypeError...
+        problem = f"the config.json of {folder} is not a usable model config ({_first_line(exc)})"
+        raise ModelError(located(source, "training.model", problem, MODEL_FIX)) from None
+    load_tokenizer(spec)
+    if Path(folder).is_dir():
+        _check_weight_files(Path(folder), source)
+    limit = next((v for k in POSITION_KEYS if isinstance(v := getattr(config, k, None), int)), None)
+    generated = scenario.evaluation.max_new_tokens if scenario.evaluation.generate_every else 0
+    if limit is not None and spec.local.seq_len + generated > limit:
+        extra = f" + evaluation.max_new_tokens ({generated})" if generated else ""
+        raise ModelError(
+            located(
+                source,
+                "training.local.seq_len",
+                f"{spec.local.seq_len}{extra} tokens exceed the {limit} positions of "
+                f"{spec.model!r} ({config.model_type})",
+                f"lower seq_len to at most {limit - generated}",
+            )
+        )
+
+
+def _check_weight_files(folder: Path, source: str) -> None:
+    """Pickled weights (`*.bin`, used when a folder has no safetensors) that torch's safe
+    loader would refuse: found by reading the pickle's globals, never by running it."""
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+
+    if any(folder.glob("*.safetensors")):
+        return
+    for path in sorted(folder.glob("*.bin")):
+        try:
+            unsafe = get_unsafe_globals_in_checkpoint(path)
+        except Exception as exc:  # any unreadable file: the loader would fail too
+            unsafe = [f"not a torch checkpoint: {_first_line(exc)}"]
+        if unsafe:
+            raise ModelError(
+                located(
+                    source,
+                    "training.model",
+                    f"{path} holds what torch's safe loader refuses ({', '.join(unsafe)})",
+                    "save the weights as safetensors (save_pretrained) from a copy you trust",
+                )
+            )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _check_training(scenario: Scenario) -> str:
