@@ -12,6 +12,7 @@ than a simulated day.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def check_scenario(scenario: Scenario, source: str) -> Checked:
     SimulatorError a run would, and collects warnings."""
     world = build_world(scenario, source)
     checked = Checked(world)
+    checked.warnings += _mix_warnings(scenario)
     coverage = world.availability.coverage(scenario.population.clients)
     if coverage:
         checked.notes.append(coverage)
@@ -55,6 +57,20 @@ def check_scenario(scenario: Scenario, source: str) -> Checked:
         for method in scenario.methods:
             checked.warnings += _round_warnings(method, _first_round(world, method))
     return checked
+
+
+def _mix_warnings(scenario: Scenario) -> list[str]:
+    """Mix values are used as relative weights; shares that do not sum to 1 are likely a
+    forgotten or mistyped class, so say which shares the run uses."""
+    mix = scenario.population.mix
+    total = sum(mix.values())
+    if math.isclose(total, 1.0, rel_tol=1e-6):
+        return []
+    shares = ", ".join(f"{name} {value / total:.3g}" for name, value in mix.items())
+    return [
+        f"population.mix sums to {total:g}, not 1: the run uses it as relative weights, "
+        f"i.e. shares {shares}; give fractions that sum to 1 to silence this"
+    ]
 
 
 def _link_warnings(scenario: Scenario, direction: str, links: LinkSet) -> list[str]:

@@ -18,6 +18,7 @@ from simulator.scenario.server import Server
 from simulator.scenario.training import (
     DECISION_METRICS,
     GENERATION_METRICS,
+    METRIC_RANGES,
     METRICS,
     PubMedQAData,
     SurrogateTraining,
@@ -63,6 +64,7 @@ class Scenario(Model):
                 f"evaluation.metric {metric!r} is not reported by this training; "
                 f"use one of {', '.join(self.metrics())}"
             )
+        self._check_targets(metric or self.metrics()[0])
         codecs = []
         for m in self.methods:
             if self.training.mode == "real":
@@ -92,6 +94,19 @@ class Scenario(Model):
                     f"availability.p_drop = 1 drops every client {type(strategy).__name__} "
                     "starts, so no update would ever arrive; lower p_drop"
                 )
+
+    def _check_targets(self, metric: str) -> None:
+        """A target the metric can never take would never be reached, or be reached at once
+        (a loss target of -3): refuse it."""
+        surrogate = isinstance(self.training, SurrogateTraining)  # its quality is a fraction
+        low, high = (0.0, 1.0) if surrogate else METRIC_RANGES[metric]
+        wrong = [t for t in self.evaluation.targets if not low <= t <= high]
+        if wrong:
+            span = f"[{low:g}, {high:g}]" if high < float("inf") else f">= {low:g}"
+            raise ValueError(
+                f"evaluation.targets {wrong} are outside the range of {metric} ({span}); "
+                "give targets the metric can reach"
+            )
 
     def metrics(self) -> tuple[str, ...]:
         """The metrics evaluation reports, the default target metric first."""

@@ -213,3 +213,15 @@ METRICS = {"classification": ("accuracy", "loss"), "causal_lm": ("perplexity", "
 GENERATION_METRICS = ("rouge_l",)
 
 DECISION_METRICS = ("decision_accuracy",)  # PubMedQA: the generated answer's first word
+
+INF = float("inf")
+
+# The values each metric can take (a target outside is never, or at once, reached).
+METRIC_RANGES = {
+    "accuracy": (0.0, 1.0),
+    "loss": (0.0, INF),
+    "perplexity": (1.0, INF),
+    "nll": (0.0, INF),
+    "rouge_l": (0.0, 1.0),
+    "decision_accuracy": (0.0, 1.0),
+}
