@@ -114,7 +114,10 @@ class Method(Model):
     def _check_options(self, key: str, name: str, options: dict[str, Any], kind: Registry) -> type:
         """The class `key` names, after checking its options (`<key>_options`, or
         token_options for the token policy)."""
-        cls = kind.resolve(name, key.replace("_", " "))
+        try:
+            cls = kind.resolve(name, key.replace("_", " "))
+        except ValueError as exc:
+            raise ValueError(f"arm {self.name!r}: {exc}") from None
         try:
             validate_options(cls, options)
         except ValidationError as exc:

@@ -51,6 +51,7 @@ FedBuff paper's 1/K-sum instead shrinks it). The event loop is the engine's.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -136,9 +137,9 @@ class RoundStrategy(Strategy):
 
     cut_status: ClassVar[str] = ""
 
+    @abstractmethod
     def close(self, start: float, plans: Sequence[Plan]) -> Closing:
         """When the round that started at `start` closes."""
-        raise NotImplementedError
 
 
 class _Options(BaseModel):
@@ -350,11 +351,19 @@ class FedBuff(Strategy):
         return weights
 
 
+def _engine_gaps(cls: type) -> list[str]:
+    """The engine drives a synchronous strategy as a RoundStrategy (`close`, `cut_status`)
+    and an asynchronous one through FedBuff's buffer (`receive`, `full`, `flush`)."""
+    base = FedBuff if getattr(cls, "asynchronous", False) else RoundStrategy
+    return [] if issubclass(cls, base) else [f"{base.__name__} as a base class"]
+
+
 STRATEGIES = Registry(
     "strategy",
     {cls.name: f"{__name__}:{cls.__name__}" for cls in (Sync, Deadline, OverSelect, FedBuff)},
     ("name", "asynchronous", "cohort", "check", "evaluates"),
     "simulator/server/strategies.py",
+    _engine_gaps,
 )
 
 
