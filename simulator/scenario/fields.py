@@ -12,7 +12,7 @@ NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
-OpenFraction = Annotated[float, Field(ge=0, lt=1)]
+OpenFraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 # Names become folder and file names (runs/<name>-seed<seed>/<arm>/...): 64 characters keep
 # every path well inside the 255-byte limit of a file name.
