@@ -25,7 +25,7 @@ Watts = Annotated[NonNegFloat, at_most(1e5, "W")]
 class Population(Model):
     clients: Annotated[int, Field(gt=0)]
     per_round: Annotated[int, Field(gt=0)]
-    mix: dict[str, PositiveFloat] = {"mid_phone": 1.0}
+    mix: dict[str, Annotated[PositiveFloat, at_most(1e6, "(share or weight)")]] = {"mid_phone": 1.0}
     device_model: str = "lognormal"  # how speeds follow from the classes (simulator/devices.py)
     device_model_options: dict[str, Any] = {}
 
