@@ -32,7 +32,7 @@ class SurrogateTraining(Model):
     initial: Fraction = 0.3
     ceiling: Fraction = 0.9
     tau_rounds: Annotated[PositiveFloat, at_most(MAX_ROUNDS, "rounds")] = 20.0
-    noise_sd: Fraction = 0.0
+    noise_sd: NonNegFloat = 0.0
     adapter_params: Annotated[int, Field(gt=0, le=10**13)] | None = None
     downlink_mb: Megabytes = 0.0
     samples_per_client: Count = 100
