@@ -80,6 +80,12 @@ Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 
 Rounds = Annotated[int, Field(gt=0, le=MAX_ROUNDS)]
 
+# [low, high] pairs: lax only in taking the list TOML and JSON give for the tuple (the items
+# stay strict)
+MbpsRange = Annotated[tuple[Mbps, Mbps], Field(strict=False)]
+
+CountRange = Annotated[tuple[Count, Count], Field(strict=False)]
+
 Seconds = Annotated[NonNegFloat, at_most(MAX_SECONDS, "s")]
 
 PositiveSeconds = Annotated[PositiveFloat, at_most(MAX_SECONDS, "s")]
@@ -92,11 +98,6 @@ class Model(BaseModel):
     1 round) and configurations never change after validation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def pair(item: Any) -> Any:
-    """A [low, high] pair of items (lax only in taking a TOML or JSON list for the tuple)."""
-    return Annotated[tuple[item, item], Field(strict=False)]
 
 
 def ordered(pair: tuple[float, float], what: str) -> tuple[float, float]:

@@ -13,6 +13,7 @@ from simulator.scenario.fields import (
     Count,
     Fraction,
     Mbps,
+    MbpsRange,
     Model,
     NonNegFloat,
     OpenFraction,
@@ -20,7 +21,6 @@ from simulator.scenario.fields import (
     PositiveSeconds,
     at_most,
     ordered,
-    pair,
     within,
 )
 
@@ -54,8 +54,8 @@ class StragglerTailLink(Model):
 
     kind: Literal["straggler_tail"]
     straggler_fraction: Fraction = 0.2
-    straggler_mbps: pair(Mbps) = (0.5, 2.0)
-    normal_mbps: pair(Mbps) = (5.0, 20.0)
+    straggler_mbps: MbpsRange = (0.5, 2.0)
+    normal_mbps: MbpsRange = (5.0, 20.0)
     jitter_sigma: Annotated[NonNegFloat, at_most(10.0, "(log-normal sigma)")] = 0.3
     jitter_step_s: Annotated[PositiveFloat, at_most(JITTER_TRACE_S, "s")] = 60.0
     pool: Count = 64

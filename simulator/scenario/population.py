@@ -15,11 +15,14 @@ from simulator.scenario.fields import (
     at_most,
     option_problems,
     ordered,
-    pair,
     within,
 )
 
 Watts = Annotated[NonNegFloat, at_most(1e5, "W")]
+
+Tflops = Annotated[PositiveFloat, within(1e-9, 1e6, "TFLOPS")]
+
+TflopsRange = Annotated[tuple[Tflops, Tflops], Field(strict=False)]  # a TOML list, strict items
 
 
 class Population(Model):
@@ -72,7 +75,7 @@ class Population(Model):
 class DeviceSpec(Model):
     """A device class, or an override of a catalogue class (unset fields keep the catalogue's)."""
 
-    tflops: pair(Annotated[PositiveFloat, within(1e-9, 1e6, "TFLOPS")]) | None = None
+    tflops: TflopsRange | None = None
     p_compute_w: Watts | None = None
     p_tx_w: Watts | None = None
     p_rx_w: Watts | None = None

@@ -11,6 +11,7 @@ from simulator.scenario.fields import (
     MAX_ROUNDS,
     MAX_SYNTHETIC_WORDS,
     Count,
+    CountRange,
     Fraction,
     Megabytes,
     Model,
@@ -20,7 +21,6 @@ from simulator.scenario.fields import (
     Slug,
     at_most,
     ordered,
-    pair,
 )
 
 
@@ -60,7 +60,7 @@ class SyntheticData(DataCommon):
     classes: Annotated[int, Field(ge=2, le=16)] = 4
     topics: Annotated[int, Field(ge=1, le=16)] = 4
     keywords_per_class: Annotated[int, Field(ge=1, le=8)] = 3
-    words: pair(Count) = (12, 24)
+    words: CountRange = (12, 24)
     distractor_rate: Fraction = 0.3
 
     @model_validator(mode="after")
