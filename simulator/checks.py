@@ -1,12 +1,14 @@
 """What `validate` and `run` check before anything touches disk, beyond the schema.
 
-Every trace and data file loads and the model resolves; the first round (FedBuff: the first
+Every trace and data file loads; the model resolves, and its config, tokenizer and pickled
+weight files are usable and its positions hold seq_len, checked without loading weights (a
+run would otherwise fail on them after making its folder); the first round (FedBuff: the first
 server update) of every surrogate arm really runs, on the engine itself, so a scenario whose
 run would stall (nobody ever online, no update ever arriving) fails here with the run's own
 error; a real-training run's first selection is probed the same way. What would run but give
 implausible results comes back as warnings: links slower than 1 kbps or faster than 100 Gbps
 on average (a trace read with the wrong `rate_unit`, a typo in `mbps`), first rounds longer
-than a simulated day.
+than a simulated day, a device mix whose shares do not sum to 1.
 """
 
 from __future__ import annotations
