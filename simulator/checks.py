@@ -1,25 +1,29 @@
 """What `validate` and `run` check before anything touches disk, beyond the schema.
 
-Every trace and data file loads and the model resolves; the first round (FedBuff: the first
+Every trace and data file loads; the model resolves, and its config, tokenizer and pickled
+weight files are usable and its positions hold seq_len, checked without loading weights (a
+run would otherwise fail on them after making its folder); the first round (FedBuff: the first
 server update) of every surrogate arm really runs, on the engine itself, so a scenario whose
 run would stall (nobody ever online, no update ever arriving) fails here with the run's own
 error; a real-training run's first selection is probed the same way. What would run but give
 implausible results comes back as warnings: links slower than 1 kbps or faster than 3 Gbps
 on average (a trace read with the wrong `rate_unit`, a typo in `mbps`), first rounds longer
-than a simulated day.
+than a simulated day, a device mix whose shares do not sum to 1.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from simulator.engine import MAX_WAIT_S, NO_CLIENT_RETRY_S, Engine
-from simulator.errors import StalledRunError
+from simulator.errors import ModelError, StalledRunError, located
 from simulator.network.link import LinkSet
 from simulator.network.traces import PLAUSIBLE_BPS, format_rate
 from simulator.rounds import RoundOutcome
-from simulator.scenario import Method, Scenario, TraceLink
+from simulator.scenario import Method, RealTraining, Scenario, TraceLink
 from simulator.training.surrogate import SurrogateTrainer
 from simulator.world import World, build_world
 
@@ -41,18 +45,34 @@ def check_scenario(scenario: Scenario, source: str) -> Checked:
     SimulatorError a run would, and collects warnings."""
     world = build_world(scenario, source)
     checked = Checked(world)
+    checked.warnings += _mix_warnings(scenario)
     coverage = world.availability.coverage(scenario.population.clients)
     if coverage:
         checked.notes.append(coverage)
     for direction, links in (("uplink", world.uplinks), ("downlink", world.downlinks)):
         checked.warnings += _link_warnings(scenario, direction, links)
     if scenario.training.mode == "real":
+        _check_model(scenario, source)
         checked.notes.append(_check_training(scenario))
         _probe_first_selection(world)
     else:
         for method in scenario.methods:
             checked.warnings += _round_warnings(method, _first_round(world, method))
     return checked
+
+
+def _mix_warnings(scenario: Scenario) -> list[str]:
+    """Mix values are used as relative weights; shares that do not sum to 1 are likely a
+    forgotten or mistyped class, so say which shares the run uses."""
+    mix = scenario.population.mix
+    total = sum(mix.values())
+    if math.isclose(total, 1.0, rel_tol=1e-6):
+        return []
+    shares = ", ".join(f"{name} {value / total:.3g}" for name, value in mix.items())
+    return [
+        f"population.mix sums to {total:g}, not 1: the run uses it as relative weights, "
+        f"i.e. shares {shares}; give fractions that sum to 1 to silence this"
+    ]
 
 
 def _link_warnings(scenario: Scenario, direction: str, links: LinkSet) -> list[str]:
@@ -122,6 +142,72 @@ def _probe_first_selection(world: World) -> None:
             "clients online more often (availability.mean_online_s, mean_offline_s or the "
             "sessions file)"
         )
+
+
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+MODEL_FIX = "give a model folder written by save_pretrained (config.json, tokenizer and weights)"
+
+
+def _check_model(scenario: Scenario, source: str) -> None:
+    """Real training: the model's config and tokenizer load, its pickled weight files (if it
+    has no safetensors) hold only what torch loads, and the sequences fit its positions; all
+    without loading weights, so a run never fails on them after its folder exists."""
+    from transformers import AutoConfig
+
+    from simulator.training.models import load_tokenizer, require_on_disk
+
+    spec = scenario.training
+    assert isinstance(spec, RealTraining)
+    folder = require_on_disk(spec.model)
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # transformers raises ValueError, OSError, KeyError, TypeError...
+        problem = f"the config.json of {folder} is not a usable model config ({_first_line(exc)})"
+        raise ModelError(located(source, "training.model", problem, MODEL_FIX)) from None
+    load_tokenizer(spec)
+    if Path(folder).is_dir():
+        _check_weight_files(Path(folder), source)
+    limit = next((v for k in POSITION_KEYS if isinstance(v := getattr(config, k, None), int)), None)
+    generated = scenario.evaluation.max_new_tokens if scenario.evaluation.generate_every else 0
+    if limit is not None and spec.local.seq_len + generated > limit:
+        extra = f" + evaluation.max_new_tokens ({generated})" if generated else ""
+        raise ModelError(
+            located(
+                source,
+                "training.local.seq_len",
+                f"{spec.local.seq_len}{extra} tokens exceed the {limit} positions of "
+                f"{spec.model!r} ({config.model_type})",
+                f"lower seq_len to at most {limit - generated}",
+            )
+        )
+
+
+def _check_weight_files(folder: Path, source: str) -> None:
+    """Pickled weights (`*.bin`, used when a folder has no safetensors) that torch's safe
+    loader would refuse: found by reading the pickle's globals, never by running it."""
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+
+    if any(folder.glob("*.safetensors")):
+        return
+    for path in sorted(folder.glob("*.bin")):
+        try:
+            unsafe = get_unsafe_globals_in_checkpoint(path)
+        except Exception as exc:  # any unreadable file: the loader would fail too
+            unsafe = [f"not a torch checkpoint: {_first_line(exc)}"]
+        if unsafe:
+            raise ModelError(
+                located(
+                    source,
+                    "training.model",
+                    f"{path} holds what torch's safe loader refuses ({', '.join(unsafe)})",
+                    "save the weights as safetensors (save_pretrained) from a copy you trust",
+                )
+            )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _check_training(scenario: Scenario) -> str:

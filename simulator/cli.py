@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.errors import SimulatorError
+from simulator.registry import NO_PLUGINS_ENV
 
 if TYPE_CHECKING:
     from simulator.scenario import Scenario
@@ -37,6 +39,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{scenario.population.per_round} per round, {scenario.server.rounds} rounds "
         f"({scenario.server.strategy}), {scenario.training.mode} training{details}; arms: {arms}"
     )
+    plugins = scenario.plugins()
+    if plugins:  # their modules' code ran when the scenario loaded (and will in every run)
+        print(f"{args.scenario}: imports code that is not built in: {', '.join(plugins)}")
     _warn(checked.warnings)
     return 0
 
@@ -241,6 +246,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-plugins",
+        action="store_true",
+        help="refuse any component named 'package.module:Class' that is not built in, "
+        "without importing it (a scenario naming one runs that module's code)",
+    )
+
+
 def _cache_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache",
@@ -263,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("scenario", help=SCENARIO_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    _plugin_flag(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run every arm of a scenario into a run directory")
@@ -282,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _cache_flags(p)
+    _plugin_flag(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sweep", help="run every arm over several seeds (resumable)")
@@ -291,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="sweep directory (default runs/<name>-sweep)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     _cache_flags(p)
+    _plugin_flag(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(
@@ -304,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _cache_flags(p)
+    _plugin_flag(p)
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("plot", help="one figure of run, sweep or arm directories")
@@ -359,11 +377,19 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    previous = os.environ.get(NO_PLUGINS_ENV)
+    if getattr(args, "no_plugins", False):
+        os.environ[NO_PLUGINS_ENV] = "1"  # the registry reads it; worker processes inherit it
     try:
         return args.func(args)
     except SimulatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        if previous is None:
+            os.environ.pop(NO_PLUGINS_ENV, None)
+        else:
+            os.environ[NO_PLUGINS_ENV] = previous
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+import shutil
 import time
 
 import pytest
+import torch
 from conftest import real_scenario_dict, scenario_dict
 
 from simulator.checks import check_scenario
@@ -67,10 +70,10 @@ def test_hub_id_not_on_disk_fails_validation_at_once(write_scenario):
 
 def test_near_zero_links_and_months_long_rounds_warn(write_scenario, tmp_path, capsys):
     raw = scenario_dict()
-    raw["network"]["uplink"] = {"kind": "constant", "mbps": 1e-300}
+    raw["network"]["uplink"] = {"kind": "constant", "mbps": 1e-5}  # 10 bps
     checked = _check(write_scenario, raw)
     assert any("uplink of client" in w and "below the 1.00 kbps" in w for w in checked.warnings)
-    assert any("round 1 lasts 8e+300 s" in w for w in checked.warnings)
+    assert any("round 1 lasts 8e+05 s" in w for w in checked.warnings)
     assert main(["validate", str(write_scenario(raw))]) == 0
     assert "warning: arm 'dense': round 1 lasts" in capsys.readouterr().err
 
@@ -91,3 +94,93 @@ def test_a_csv_trace_read_with_the_wrong_rate_unit_warns(write_scenario, tmp_pat
 
 def test_plausible_scenarios_have_no_warnings(write_scenario):
     assert _check(write_scenario, scenario_dict()).warnings == []
+
+
+def _model_copy(tiny_models, tmp_path, name: str):
+    """A copy of the tiny BERT folder (64 positions are not its limit: 512) to damage."""
+    folder = tmp_path / name
+    shutil.copytree(tiny_models["bert"], folder)
+    return folder
+
+
+class _Refused:
+    """Pickles as a call of print: torch's safe loader refuses it (and validate never runs it)."""
+
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("nonsense", "model type `nonsense-arch` but Transformers does not recognize"),
+        ("not-json", "config.json of .* is not a usable model config .*not a valid JSON file"),
+        ("pickle", r"pytorch_model.bin holds what torch's safe loader refuses \(builtins.print\)"),
+        ("not-torch", "pytorch_model.bin holds what .* refuses .*not a torch checkpoint"),
+    ],
+)
+def test_a_model_folder_run_would_fail_on_is_refused_by_validate(
+    write_scenario, tiny_models, tmp_path, capsys, damage, expected
+):
+    """Before: validate said OK; run made its folder, then a ValueError or UnpicklingError
+    traceback while loading the model."""
+    folder = _model_copy(tiny_models, tmp_path, damage)
+    if damage == "nonsense":
+        (folder / "config.json").write_text('{"model_type": "nonsense-arch"}')
+    elif damage == "not-json":
+        (folder / "config.json").write_text("{not json")
+    else:
+        (folder / "model.safetensors").unlink()
+        weights = folder / "pytorch_model.bin"
+        if damage == "pickle":
+            torch.save({"w": _Refused()}, weights)
+        else:
+            weights.write_bytes(pickle.dumps({"w": 1}))
+    path = write_scenario(real_scenario_dict(folder))
+    with pytest.raises(ModelError, match=f"scenario.toml: training.model: .*{expected}"):
+        check_scenario(load_scenario(path), str(path))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--no-cache", "--quiet"]) == 2
+    err = capsys.readouterr()
+    assert "Traceback" not in err.err and "ran" not in err.out and not out.exists()
+
+
+def test_seq_len_beyond_the_models_positions_is_refused(write_scenario, tiny_models):
+    """Before: OK, then a RuntimeError mid-run once a text was longer than the positions."""
+    raw = real_scenario_dict(tiny_models["gpt2"])  # n_positions = 128
+    raw["training"]["task"] = "causal_lm"
+    raw["training"]["partition"] = {"kind": "iid"}
+    raw["training"]["local"]["seq_len"] = 128
+    raw["evaluation"] = {"targets": [1.5], "metric": "perplexity"}
+    _check(write_scenario, raw)  # exactly the positions: fine
+    raw["training"]["local"]["seq_len"] = 129
+    with pytest.raises(
+        ModelError,
+        match=r"training.local.seq_len: 129 tokens exceed the 128 positions of .*"
+        r"\(gpt2\). Fix: lower seq_len to at most 128",
+    ):
+        _check(write_scenario, raw)
+
+
+def test_mix_that_does_not_sum_to_one_warns_with_the_shares_used(write_scenario):
+    """Before: renormalised without a word."""
+    for total, mix in ((1.5, {"laptop": 1.5}), (0.5, {"jetson_orin_nano": 0.25, "laptop": 0.25})):
+        raw = scenario_dict(population={"clients": 4, "per_round": 4, "mix": mix})
+        (warning,) = _check(write_scenario, raw).warnings
+        assert f"population.mix sums to {total:g}, not 1: the run uses it as relative" in warning
+    assert "shares jetson_orin_nano 0.5, laptop 0.5" in warning
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("network.uplink.mbps", "1e300"), ("methods.dense.name", "a" * 300)]
+)
+def test_what_run_failed_on_mid_way_stops_it_before_its_folder(
+    write_scenario, tmp_path, capsys, key, value
+):
+    """Before: NaN transfer times (ValueError) or `File name too long` after the run folder
+    was made; now exit 2, one error line, no folder."""
+    out = tmp_path / "out"
+    path = str(write_scenario(scenario_dict()))
+    assert main(["run", path, "--out", str(out), "--quiet", "--set", f"{key}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and not out.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, scenario_dict
+from conftest import PROJECT_ROOT, real_scenario_dict, scenario_dict
 
 from simulator.errors import ScenarioError
 from simulator.scenario import apply_override, load_scenario, parse_override
@@ -184,7 +184,7 @@ def test_codec_names_and_options_are_checked_at_load(write_scenario):
         ),
         (
             {"strategy": "overselect", "epsilon": -0.1},
-            "server.epsilon: epsilon must be >= 0 (the fraction of extra clients selected)",
+            "server.epsilon: epsilon must be in [0, 1e+07] (the fraction of extra clients",
         ),
         (
             {"strategy": "fedbuff", "buffer_size": 2},
@@ -372,3 +372,114 @@ def test_table_level_errors_do_not_dump_the_table(write_scenario):
 
 def test_empty_override_key_blames_the_override(write_scenario):
     assert "--set '=5': no key before '='" in _error(write_scenario, scenario_dict(), "=5")
+
+
+# Issue 23: values `validate` passed and `run` then failed on mid-way (tracebacks, partial
+# folders), or ran silently wrong; each is now refused at load naming the key and the fix.
+MARKOV = {"kind": "markov", "good_mbps": 5, "bad_mbps": 1, "mean_good_s": 1, "mean_bad_s": 1}
+
+
+def _edit(path: str, value: object) -> dict:
+    """scenario_dict with one dotted key set (as --set would)."""
+    raw = scenario_dict()
+    apply_override(raw, path, value)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("network.uplink.mbps", 1e300, "network.uplink.mbps: must be between 1e-06 and 1e+06"),
+        ("network.uplink.mbps", 1e-300, "network.uplink.mbps: must be between 1e-06"),
+        ("network.downlink", {"kind": "ratio", "ratio": 1e300}, "network.downlink.ratio: must"),
+        ("network.latency_ms", 1e300, "network.latency_ms: must be at most 1e+06 ms"),
+        (
+            "network.uplink",
+            {"kind": "straggler_tail", "jitter_sigma": 1e300},
+            "network.uplink.jitter_sigma: must be at most 10",
+        ),
+        (
+            "network.uplink",
+            {"kind": "straggler_tail", "pool": 2**62},
+            "network.uplink.pool: Input should be less than or equal to 1000000",
+        ),
+        ("network.uplink", {**MARKOV, "duration_s": 1e8}, "~6.4e+09 trace samples"),
+        ("devices.jetson_orin_nano.tflops", [1e300, 1e300], "tflops[0]: must be between"),
+        ("methods.dense.efficiency", 1e-300, "methods['dense'].efficiency: must be between"),
+        ("server", {"rounds": 3, "strategy": "overselect", "epsilon": 1e308}, "epsilon must be"),
+        ("server.rounds", 10**12, "server.rounds: Input should be less than or equal to"),
+        ("server.rounds", True, "server.rounds: true where a number belongs. Fix: give a number"),
+        ("network.uplink.mbps", False, "network.uplink.mbps: false where a number belongs"),
+        ("population.clients", 10**30, "population.clients: an integer of 31 digits does not"),
+        ("methods.dense.name", "a" * 300, "String should have at most 64 characters"),
+        ("evaluation.targets", [1.5], "evaluation.targets [1.5] are outside the range of accuracy"),
+        ("evaluation.targets", [-3.0], "[-3.0] are outside the range of accuracy ([0, 1])"),
+        ("evaluation.targets", [float("nan")], "evaluation.targets[0]: Input should be a finite"),
+        ("evaluation.targets", [float("inf")], "evaluation.targets[0]: Input should be a finite"),
+    ],
+)
+def test_implausible_numbers_fail_at_load_naming_key_and_bound(
+    write_scenario, key, value, expected
+):
+    """Before: validate said OK (or a traceback: OverflowError, NaN times, a hang building
+    2**62 traces, `rounds = true` ran 1 round, a target of -3 was reached at round 0)."""
+    assert expected in _error(write_scenario, _edit(key, value))
+
+
+def test_targets_follow_the_metric_range(write_scenario):
+    raw = real_scenario_dict("minilm", evaluation={"metric": "loss", "targets": [0.3]})
+    assert load_scenario(write_scenario(raw)).evaluation.targets == [0.3]  # a loss may be > 1
+    raw["evaluation"]["targets"] = [-0.1]
+    assert "outside the range of loss (>= 0)" in _error(write_scenario, raw)
+
+
+def test_synthetic_data_that_cannot_fit_in_memory_is_refused(write_scenario):
+    raw = real_scenario_dict("minilm")
+    raw["training"]["data"] = {"kind": "synthetic", "samples": 10_000_000, "words": [100, 200]}
+    message = _error(write_scenario, raw)
+    assert "training.data: samples × words would generate up to 2,040,000,000 words" in message
+
+
+def test_a_folder_given_as_the_scenario_is_named(tmp_path):
+    with pytest.raises(ScenarioError, match="is a folder, not a scenario file. Fix: give a .toml"):
+        load_scenario(tmp_path)
+
+
+def test_a_scenario_saved_with_a_bom_loads(write_scenario):
+    """Before: `invalid TOML: Invalid statement (at line 1, column 1)`."""
+    path = write_scenario(scenario_dict())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_scenario(path).name == "unit"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x = " + "[" * 100_000 + "]" * 100_000, "nested more than 32 levels deep"),
+        ("x = " + "[" * 40 + "]" * 40, "x.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"),
+        ("x = " + "9" * 5000, "an integer of thousands of digits"),
+    ],
+    ids=["recursion", "deep", "digits"],
+)
+def test_absurd_nesting_and_integer_size_are_scenario_errors(write_scenario, text, expected):
+    """Before: RecursionError and ValueError tracebacks from the TOML parser."""
+    path = write_scenario(scenario_dict())
+    path.write_text(path.read_text() + "\n" + text + "\n")
+    with pytest.raises(ScenarioError, match=expected):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("evaluation.targets.0.x=1", "--set evaluation.targets.0.x: evaluation.targets.0 is not"),
+        ("description=" + "[" * 5000 + "]" * 5000, "--set description: nested more than 32"),
+        ("server.rounds=99999999999999999999", "server.rounds: an integer of 20 digits"),
+    ],
+    ids=["into-list", "deep", "digits"],
+)
+def test_set_paths_into_lists_and_absurd_values_are_scenario_errors(
+    write_scenario, override, expected
+):
+    """Before: TypeError ('float' object does not support item assignment), RecursionError."""
+    assert expected in _error(write_scenario, scenario_dict(), override)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from simulator.scenario.fields import Model, Slug
+from simulator.scenario.fields import MAX_ROUNDS, Count, Model, Rounds, Slug
 
 
 class Evaluation(Model):
@@ -17,9 +17,9 @@ class Evaluation(Model):
     against the reference responses (and, on PubMedQA, by the decision word's accuracy).
     """
 
-    every: Annotated[int, Field(gt=0)] = 1
+    every: Rounds = 1
     targets: list[Annotated[float, Field(allow_inf_nan=False)]] = []
     metric: Slug | None = None
-    generate_every: Annotated[int, Field(ge=0)] = 0
-    generate_samples: Annotated[int, Field(gt=0)] = 32
+    generate_every: Annotated[int, Field(ge=0, le=MAX_ROUNDS)] = 0
+    generate_samples: Count = 32
     max_new_tokens: Annotated[int, Field(gt=0, le=1024)] = 48

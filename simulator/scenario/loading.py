@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 from simulator.errors import ScenarioError, located
 from simulator.registry import validate_options
 from simulator.scenario.messages import describe_error
-from simulator.scenario.overrides import apply_override, parse_override
+from simulator.scenario.overrides import apply_override, check_size, parse_override, parse_toml
 from simulator.scenario.paths import CWD_PATHS, resolve_paths
 from simulator.scenario.schema import Scenario
 from simulator.server.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -21,17 +20,21 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     """Read, override and validate a scenario file."""
     path = Path(path)
     source = str(path)
+    if path.is_dir():
+        raise ScenarioError(
+            located(source, None, "is a folder, not a scenario file", "give a .toml file")
+        )
     try:
-        text = path.read_bytes().decode("utf-8")
-        raw = tomllib.loads(text)
+        raw = parse_toml(path.read_bytes().decode("utf-8-sig"), source)  # an editor's BOM is fine
+        check_size(raw, source)
     except FileNotFoundError:
         raise ScenarioError(f"{source}: file not found") from None
     except UnicodeDecodeError as exc:
         raise ScenarioError(
             f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ScenarioError(f"{source}: cannot be read ({exc.strerror})") from None
     for item in overrides:
         key, value = parse_override(item)
         if key in CWD_PATHS and isinstance(value, str):

@@ -18,14 +18,15 @@ def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     """Dotted key; list positions of methods are shown by arm name when it is known."""
     parts: list[str] = []
     node: Any = raw
-    for item in loc:
+    for i, item in enumerate(loc):
         if isinstance(item, int) and isinstance(node, list) and item < len(node):
             name = node[item].get("name") if isinstance(node[item], dict) else None
-            parts[-1] += f"[{name!r}]" if name else f"[{item}]"
+            parts[-1] += f"[{_short(repr(name), 40)}]" if name else f"[{item}]"
             node = node[item]
             continue
-        if isinstance(node, dict) and item not in node and item in _branch_tags(node):
-            continue  # discriminated-union branch name, not a key
+        tag = isinstance(node, dict) and item in _branch_tags(node)
+        if tag and (item not in node or loc[i + 1 : i + 2] == (item,)):
+            continue  # discriminated-union branch name (kind = "ratio" has a key ratio), not a key
         parts.append(str(item))
         node = node.get(item) if isinstance(node, dict) else None
     return ".".join(parts)
@@ -46,6 +47,8 @@ def describe_error(err: dict[str, Any], raw: dict[str, Any], source: str) -> str
         problem = "unknown key"
     elif kind == "missing":
         problem = err["msg"]
+    elif isinstance(err.get("input"), bool) and kind in ("int_type", "float_type"):
+        problem, fix = f"{str(err['input']).lower()} where a number belongs", "give a number"
     else:
         problem = err["msg"].removeprefix("Value error, ")
         if not isinstance(err.get("input"), dict | list):  # a table's checks name their keys

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from simulator.methods import registry
 from simulator.registry import Registry, validate_options
 from simulator.scenario.fields import (
+    Count,
     Megabytes,
     Model,
     NonNegFloat,
@@ -18,6 +19,7 @@ from simulator.scenario.fields import (
     Teraflops,
     at_most,
     option_problems,
+    within,
 )
 from simulator.server.optimizers import DEFAULT_OPTIMIZER, OPTIMIZERS
 
@@ -33,7 +35,7 @@ class Method(Model):
     compute_s: Seconds | None = None
     compute_tflop: Teraflops | None = None
     downlink_mb: Megabytes | None = None
-    efficiency: PositiveFloat = 1.0
+    efficiency: Annotated[PositiveFloat, within(1e-6, 1e6, "times")] = 1.0
     codec: str = "fp16"
     codec_options: dict[str, Any] = {}
     downlink_codec: str = DOWNLINK_CODEC
@@ -43,7 +45,7 @@ class Method(Model):
     server_optimizer: str = DEFAULT_OPTIMIZER
     server_optimizer_options: dict[str, Any] = {}
     freeze_a: bool = False
-    local_steps: Annotated[int, Field(gt=0)] | None = None
+    local_steps: Count | None = None
 
     def check_surrogate(self) -> None:
         """Surrogate arms state their payload and compute cost."""
@@ -112,7 +114,10 @@ class Method(Model):
     def _check_options(self, key: str, name: str, options: dict[str, Any], kind: Registry) -> type:
         """The class `key` names, after checking its options (`<key>_options`, or
         token_options for the token policy)."""
-        cls = kind.resolve(name, key.replace("_", " "))
+        try:
+            cls = kind.resolve(name, key.replace("_", " "))
+        except ValueError as exc:
+            raise ValueError(f"arm {self.name!r}: {exc}") from None
         try:
             validate_options(cls, options)
         except ValidationError as exc:

@@ -8,18 +8,39 @@ from pydantic import Field, field_validator, model_validator
 
 from simulator.network.traces import READERS
 from simulator.scenario.fields import (
+    MAX_GENERATED_SAMPLES,
+    MAX_MBPS,
+    Count,
     Fraction,
+    Mbps,
+    MbpsRange,
     Model,
     NonNegFloat,
     OpenFraction,
     PositiveFloat,
+    PositiveSeconds,
+    at_most,
     ordered,
+    within,
 )
+
+Factor = Annotated[PositiveFloat, within(1e-6, 1e6, "times")]
+
+JITTER_TRACE_S = 3600.0  # each generated jitter trace spans an hour (network/synthetic.py)
+
+
+def _samples_fit(samples: float, what: str) -> None:
+    """Generated traces are built in memory before anything runs: refuse a pool too large."""
+    if samples > MAX_GENERATED_SAMPLES:
+        raise ValueError(
+            f"{what} would generate ~{samples:.3g} trace samples, more than the "
+            f"{MAX_GENERATED_SAMPLES:,} that fit in memory; lower pool or lengthen the steps"
+        )
 
 
 class ConstantLink(Model):
     kind: Literal["constant"]
-    mbps: PositiveFloat
+    mbps: Mbps
 
 
 class UnlimitedLink(Model):
@@ -33,16 +54,19 @@ class StragglerTailLink(Model):
 
     kind: Literal["straggler_tail"]
     straggler_fraction: Fraction = 0.2
-    straggler_mbps: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
-    normal_mbps: tuple[PositiveFloat, PositiveFloat] = (5.0, 20.0)
-    jitter_sigma: NonNegFloat = 0.3
-    jitter_step_s: PositiveFloat = 60.0
-    pool: Annotated[int, Field(gt=0)] = 64
+    straggler_mbps: MbpsRange = (0.5, 2.0)
+    normal_mbps: MbpsRange = (5.0, 20.0)
+    jitter_sigma: Annotated[NonNegFloat, at_most(10.0, "(log-normal sigma)")] = 0.3
+    jitter_step_s: Annotated[PositiveFloat, at_most(JITTER_TRACE_S, "s")] = 60.0
+    pool: Count = 64
 
     @model_validator(mode="after")
     def _check(self) -> StragglerTailLink:
         ordered(self.straggler_mbps, "straggler_mbps")
         ordered(self.normal_mbps, "normal_mbps")
+        _samples_fit(
+            self.pool * JITTER_TRACE_S / self.jitter_step_s, "pool × 3600 s / jitter_step_s"
+        )
         return self
 
 
@@ -50,12 +74,18 @@ class MarkovLink(Model):
     """Two-state (good/bad) Markov-modulated capacity with exponential dwell times."""
 
     kind: Literal["markov"]
-    good_mbps: PositiveFloat
-    bad_mbps: NonNegFloat
-    mean_good_s: PositiveFloat
-    mean_bad_s: PositiveFloat
-    duration_s: PositiveFloat = 3600.0
-    pool: Annotated[int, Field(gt=0)] = 64
+    good_mbps: Mbps
+    bad_mbps: Annotated[NonNegFloat, at_most(MAX_MBPS, "Mbps")]
+    mean_good_s: PositiveSeconds
+    mean_bad_s: PositiveSeconds
+    duration_s: PositiveSeconds = 3600.0
+    pool: Count = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> MarkovLink:
+        dwell = min(self.mean_good_s, self.mean_bad_s)
+        _samples_fit(self.pool * self.duration_s / dwell, "pool × duration_s / mean dwell")
+        return self
 
 
 class TraceLink(Model):
@@ -70,7 +100,7 @@ class TraceLink(Model):
     files: list[str] = Field(min_length=1)
     format: str
     options: dict[str, Any] = {}
-    scale: PositiveFloat = 1.0
+    scale: Factor = 1.0
     assign: Literal["random", "round_robin", "paired"] = "random"
 
     @field_validator("format")
@@ -84,7 +114,7 @@ class RatioLink(Model):
     """This direction = the other direction's link (same trace and offset) × ratio."""
 
     kind: Literal["ratio"]
-    ratio: PositiveFloat
+    ratio: Factor
 
 
 LinkSpec = Annotated[
@@ -96,7 +126,7 @@ LinkSpec = Annotated[
 class Network(Model):
     uplink: LinkSpec
     downlink: LinkSpec
-    latency_ms: NonNegFloat = 0.0
+    latency_ms: Annotated[NonNegFloat, at_most(1e6, "ms")] = 0.0
     loss: OpenFraction = 0.0
     trace_dir: str | None = None
 

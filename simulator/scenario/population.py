@@ -12,15 +12,23 @@ from simulator.scenario.fields import (
     Model,
     NonNegFloat,
     PositiveFloat,
+    at_most,
     option_problems,
     ordered,
+    within,
 )
+
+Watts = Annotated[NonNegFloat, at_most(1e5, "W")]
+
+Tflops = Annotated[PositiveFloat, within(1e-9, 1e6, "TFLOPS")]
+
+TflopsRange = Annotated[tuple[Tflops, Tflops], Field(strict=False)]  # a TOML list, strict items
 
 
 class Population(Model):
     clients: Annotated[int, Field(gt=0)]
     per_round: Annotated[int, Field(gt=0)]
-    mix: dict[str, PositiveFloat] = {"mid_phone": 1.0}
+    mix: dict[str, Annotated[PositiveFloat, at_most(1e6, "(share or weight)")]] = {"mid_phone": 1.0}
     device_model: str = "lognormal"  # how speeds follow from the classes (simulator/devices.py)
     device_model_options: dict[str, Any] = {}
 
@@ -67,10 +75,10 @@ class Population(Model):
 class DeviceSpec(Model):
     """A device class, or an override of a catalogue class (unset fields keep the catalogue's)."""
 
-    tflops: tuple[PositiveFloat, PositiveFloat] | None = None
-    p_compute_w: NonNegFloat | None = None
-    p_tx_w: NonNegFloat | None = None
-    p_rx_w: NonNegFloat | None = None
+    tflops: TflopsRange | None = None
+    p_compute_w: Watts | None = None
+    p_tx_w: Watts | None = None
+    p_rx_w: Watts | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DeviceSpec:

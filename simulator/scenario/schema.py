@@ -7,23 +7,27 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from simulator.methods import registry
+from simulator.network.traces import READERS
 from simulator.scenario.availability import AlwaysAvailable, Availability
 from simulator.scenario.evaluation import Evaluation
 from simulator.scenario.faults import Faults
 from simulator.scenario.fields import Model, Slug
 from simulator.scenario.methods import Method
-from simulator.scenario.network import Network
+from simulator.scenario.network import Network, TraceLink
 from simulator.scenario.population import DeviceSpec, Population
 from simulator.scenario.server import Server
 from simulator.scenario.training import (
     DECISION_METRICS,
     GENERATION_METRICS,
+    METRIC_RANGES,
     METRICS,
     PubMedQAData,
     SurrogateTraining,
     Training,
     is_instruction,
 )
+from simulator.server.optimizers import OPTIMIZERS
+from simulator.server.strategies import STRATEGIES
 
 
 class Scenario(Model):
@@ -63,6 +67,7 @@ class Scenario(Model):
                 f"evaluation.metric {metric!r} is not reported by this training; "
                 f"use one of {', '.join(self.metrics())}"
             )
+        self._check_targets(metric or self.metrics()[0])
         codecs = []
         for m in self.methods:
             if self.training.mode == "real":
@@ -92,6 +97,38 @@ class Scenario(Model):
                     f"availability.p_drop = 1 drops every client {type(strategy).__name__} "
                     "starts, so no update would ever arrive; lower p_drop"
                 )
+
+    def _check_targets(self, metric: str) -> None:
+        """A target the metric can never take would never be reached, or be reached at once
+        (a loss target of -3): refuse it."""
+        surrogate = isinstance(self.training, SurrogateTraining)  # its quality is a fraction
+        low, high = (0.0, 1.0) if surrogate else METRIC_RANGES[metric]
+        wrong = [t for t in self.evaluation.targets if not low <= t <= high]
+        if wrong:
+            span = f"[{low:g}, {high:g}]" if high < float("inf") else f">= {low:g}"
+            raise ValueError(
+                f"evaluation.targets {wrong} are outside the range of {metric} ({span}); "
+                "give targets the metric can reach"
+            )
+
+    def plugins(self) -> list[str]:
+        """The components named `package.module:Class` that are not built in: loading this
+        scenario imported their modules, so their code ran."""
+        from simulator.devices import DEVICE_MODELS  # the component imports this schema
+
+        named = [(STRATEGIES, self.server.strategy), (DEVICE_MODELS, self.population.device_model)]
+        links = (self.network.uplink, self.network.downlink)
+        named += [(READERS, link.format) for link in links if isinstance(link, TraceLink)]
+        for m in self.methods:
+            named += [(registry.CODECS, m.codec), (registry.CODECS, m.downlink_codec)]
+            named += [(registry.TOKEN_POLICIES, m.token_policy), (OPTIMIZERS, m.server_optimizer)]
+        return sorted(
+            {
+                name
+                for kind, name in named
+                if name != registry.NO_POLICY and not kind.is_builtin(name)
+            }
+        )
 
     def metrics(self) -> tuple[str, ...]:
         """The metrics evaluation reports, the default target metric first."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, ValidationError, model_validator
 
 from simulator.registry import validate_options
-from simulator.scenario.fields import Model, option_problems
+from simulator.scenario.fields import Model, Rounds, option_problems
 from simulator.server.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make_strategy
 
 
@@ -19,7 +19,7 @@ class Server(Model):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    rounds: Annotated[int, Field(gt=0)]
+    rounds: Rounds
     strategy: str = DEFAULT_STRATEGY
 
     @model_validator(mode="after")

@@ -8,6 +8,11 @@ from pydantic import Field, model_validator
 
 from simulator import extras
 from simulator.scenario.fields import (
+    MAX_COUNT,
+    MAX_ROUNDS,
+    MAX_SYNTHETIC_WORDS,
+    Count,
+    CountRange,
     Fraction,
     Megabytes,
     Model,
@@ -15,6 +20,7 @@ from simulator.scenario.fields import (
     OpenFraction,
     PositiveFloat,
     Slug,
+    at_most,
     ordered,
 )
 
@@ -26,11 +32,11 @@ class SurrogateTraining(Model):
     metric: Slug = "accuracy"
     initial: Fraction = 0.3
     ceiling: Fraction = 0.9
-    tau_rounds: PositiveFloat = 20.0
+    tau_rounds: Annotated[PositiveFloat, at_most(MAX_ROUNDS, "rounds")] = 20.0
     noise_sd: NonNegFloat = 0.0
-    adapter_params: Annotated[int, Field(gt=0)] | None = None
+    adapter_params: Annotated[int, Field(gt=0, le=10**13)] | None = None
     downlink_mb: Megabytes = 0.0
-    samples_per_client: Annotated[int, Field(gt=0)] = 100
+    samples_per_client: Count = 100
 
     @model_validator(mode="after")
     def _check(self) -> SurrogateTraining:
@@ -51,16 +57,22 @@ class SyntheticData(DataCommon):
     """The embedded task: filler text where a few rare keywords decide the label (data.py)."""
 
     kind: Literal["synthetic"]
-    samples: Annotated[int, Field(ge=20)] = 4000
+    samples: Annotated[int, Field(ge=20, le=MAX_SYNTHETIC_WORDS)] = 4000
     classes: Annotated[int, Field(ge=2, le=16)] = 4
     topics: Annotated[int, Field(ge=1, le=16)] = 4
     keywords_per_class: Annotated[int, Field(ge=1, le=8)] = 3
-    words: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (12, 24)
+    words: CountRange = (12, 24)
     distractor_rate: Fraction = 0.3
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticData:
         ordered(self.words, "words")
+        words = self.samples * (self.words[1] + self.keywords_per_class + 1)
+        if words > MAX_SYNTHETIC_WORDS:
+            raise ValueError(
+                f"samples × words would generate up to {words:,} words, more than the "
+                f"{MAX_SYNTHETIC_WORDS:,} (~10 GB) that fit in memory; lower samples or words"
+            )
         return self
 
 
@@ -106,15 +118,15 @@ class Partition(Model):
     kind: Literal["iid", "dirichlet", "shards"] = "dirichlet"
     by: Literal["label", "group"] = "label"
     alpha: PositiveFloat = 0.5
-    shards_per_client: Annotated[int, Field(gt=0)] = 2
+    shards_per_client: Count = 2
     size_sigma: NonNegFloat = 0.0
-    min_samples: Annotated[int, Field(gt=0)] = 4
+    min_samples: Count = 4
 
 
 class Lora(Model):
     """LoRA through PEFT; target_modules None = PEFT's default for the architecture."""
 
-    rank: Annotated[int, Field(gt=0)] = 8
+    rank: Annotated[int, Field(gt=0, le=4096)] = 8
     alpha: PositiveFloat = 16.0
     dropout: OpenFraction = 0.0
     target_modules: list[str] | None = None
@@ -123,9 +135,9 @@ class Lora(Model):
 class LocalTraining(Model):
     """S local AdamW steps per client-round."""
 
-    steps: Annotated[int, Field(gt=0)] = 10
-    batch_size: Annotated[int, Field(gt=0)] = 8
-    seq_len: Annotated[int, Field(ge=4)] = 64
+    steps: Count = 10
+    batch_size: Count = 8
+    seq_len: Annotated[int, Field(ge=4, le=MAX_COUNT)] = 64
     lr: PositiveFloat = 5e-4
     weight_decay: NonNegFloat = 0.0
     max_grad_norm: PositiveFloat | None = 1.0
@@ -152,12 +164,12 @@ class RealTraining(Model):
     partition: Partition = Partition()
     local: LocalTraining = LocalTraining()
     executor: Literal["inline", "process", "ray"] = "inline"
-    workers: Annotated[int, Field(gt=0)] = 2
+    workers: Annotated[int, Field(gt=0, le=1024)] = 2
     executor_options: ExecutorOptions = ExecutorOptions()
     # torch intra-op threads in every process that does model math (the main process and each
     # worker): float results depend on it, so it is part of the run, never taken from the host
     threads: Annotated[int, Field(gt=0, le=256)] = 2
-    eval_batch_size: Annotated[int, Field(gt=0)] = 64
+    eval_batch_size: Count = 64
 
     @model_validator(mode="after")
     def _check(self) -> RealTraining:
@@ -216,3 +228,15 @@ METRICS = {"classification": ("accuracy", "loss"), "causal_lm": ("perplexity", "
 GENERATION_METRICS = ("rouge_l",)
 
 DECISION_METRICS = ("decision_accuracy",)  # PubMedQA: the generated answer's first word
+
+INF = float("inf")
+
+# The values each metric can take (a target outside is never, or at once, reached).
+METRIC_RANGES = {
+    "accuracy": (0.0, 1.0),
+    "loss": (0.0, INF),
+    "perplexity": (1.0, INF),
+    "nll": (0.0, INF),
+    "rouge_l": (0.0, 1.0),
+    "decision_accuracy": (0.0, 1.0),
+}

@@ -51,6 +51,7 @@ FedBuff paper's 1/K-sum instead shrinks it). The event loop is the engine's.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -76,6 +77,9 @@ class Closing:
     time: float
     stopped: tuple[int, ...]
     straggler: int | None
+
+
+MAX_EPSILON = 1e7  # selecting more than 1e7 × per_round exceeds any population
 
 
 def overselect_count(per_round: int, epsilon: float) -> int:
@@ -133,9 +137,9 @@ class RoundStrategy(Strategy):
 
     cut_status: ClassVar[str] = ""
 
+    @abstractmethod
     def close(self, start: float, plans: Sequence[Plan]) -> Closing:
         """When the round that started at `start` closes."""
-        raise NotImplementedError
 
 
 class _Options(BaseModel):
@@ -222,9 +226,10 @@ class OverSelectOptions(_Options):
     @field_validator("epsilon")
     @classmethod
     def _non_negative(cls, value: float) -> float:
-        if not 0 <= value < math.inf:
+        if not 0 <= value <= MAX_EPSILON:
             raise ValueError(
-                "epsilon must be >= 0 (the fraction of extra clients selected), e.g. 0.3"
+                f"epsilon must be in [0, {MAX_EPSILON:g}] (the fraction of extra clients "
+                "selected), e.g. 0.3"
             )
         return value
 
@@ -346,11 +351,19 @@ class FedBuff(Strategy):
         return weights
 
 
+def _engine_gaps(cls: type) -> list[str]:
+    """The engine drives a synchronous strategy as a RoundStrategy (`close`, `cut_status`)
+    and an asynchronous one through FedBuff's buffer (`receive`, `full`, `flush`)."""
+    base = FedBuff if getattr(cls, "asynchronous", False) else RoundStrategy
+    return [] if issubclass(cls, base) else [f"{base.__name__} as a base class"]
+
+
 STRATEGIES = Registry(
     "strategy",
     {cls.name: f"{__name__}:{cls.__name__}" for cls in (Sync, Deadline, OverSelect, FedBuff)},
     ("name", "asynchronous", "cohort", "check", "evaluates"),
     "simulator/server/strategies.py",
+    _engine_gaps,
 )
 
 

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 def test_every_policy_is_measured_on_the_same_informative_targets(write_scenario, tiny_models):
     raw = real_scenario_dict(tiny_models["llama"], methods=[{"name": "fp16"}])
     raw["training"] |= {"task": "causal_lm", "threads": 1}
+    raw["evaluation"] = {"targets": [10.0]}  # a perplexity
     raw["training"]["data"] = {"kind": "synthetic", "samples": 120, "eval_samples": 20}
     raw["training"]["local"] = {"steps": 6, "batch_size": 4, "seq_len": 96, "lr": 1e-3}
     raw["evaluation"] = {}

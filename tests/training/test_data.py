@@ -462,6 +462,7 @@ def test_a_separate_evaluation_file_is_the_held_out_split(write_scenario, tmp_pa
         "response": "a",
     }
     raw["training"] |= {"task": "causal_lm", "partition": {"kind": "iid"}}
+    raw["evaluation"] = {"targets": [10.0]}  # a perplexity
     spec = load_scenario(write_scenario(raw)).training.data
     assert spec.eval_path == str(held.resolve())
     data = load_data(spec, "causal_lm", seed=0)
