@@ -101,9 +101,14 @@ def test_a_process_pool_has_the_named_workers_and_spawns_none_without_jobs():
 
 
 def test_ray_without_the_package_says_how_to_install_it(monkeypatch):
+    scenario = _scenario(executor="ray")  # loaded while Ray is there; gone when it runs
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(SimulatorError, match=r"pip install 'fstq-sim\[ray\]'.*'process'"):
-        make_executor(_scenario(executor="ray"), FakeTask())
+        make_executor(scenario, FakeTask())
+    with pytest.raises(
+        ValueError, match=r"executor = 'ray' needs ray.*pip install 'fstq-sim\[ray\]'"
+    ):
+        _scenario(executor="ray")  # a scenario load without Ray names the extra
     with pytest.raises(SimulatorError, match="needs Ray"):
         RayExecutor(_scenario(), 2)
 
