@@ -141,6 +141,11 @@ def resolved_scenario(arm: Arm) -> dict[str, Any]:
     return {}
 
 
+def scenario_metric(arms: list[Arm]) -> str | None:
+    """The metric the (first) scenario evaluates its targets on, if it names one."""
+    return next((resolved_scenario(a).get("evaluation", {}).get("metric") for a in arms), None)
+
+
 def arm_order(arms: list[Arm], first: str | None = None) -> list[str]:
     """Arm names in the order the scenario lists its methods (the baseline usually first),
     arms it does not list after them in path order; `first` (the baseline) leads."""

@@ -169,11 +169,10 @@ def _cmd_trace_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from analysis.plots import KINDS, save
+    from analysis.plots import KINDS, save, writable
 
-    if args.out and Path(args.out).suffix.lower() not in (".png", ".svg"):
-        raise SimulatorError(f"--out {args.out}: name a .png or .svg file, e.g. {args.out}.png")
     if args.out:  # one figure of all the runs together
+        writable(args.out, folder=False)
         print(f"wrote {save(KINDS[args.kind](args.runs, args.metric), args.out)}")
         return 0
     for run in args.runs:
