@@ -35,6 +35,7 @@ class Arm:
     scenario: str
     complete: bool  # the arm finished (its summary.json is written); else interrupted or running
     mode: str = ""  # "surrogate" or "real" (older manifests: "")
+    version: str = ""  # the fstq-sim version that wrote it ("" when not recorded)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -65,6 +66,7 @@ def _arm(folder: Path) -> Arm:
             str(manifest["scenario"]),
             complete,
             str(manifest.get("mode", "")),
+            str(manifest.get("packages", {}).get("fstq-sim", "")),
         )
     except KeyError as exc:
         raise RunDirError(f"{path}: no {exc} entry; is this a fstq-sim manifest?") from None
