@@ -89,6 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     arms = _check_arms(args.arms, scenario)
     checked = check_scenario(scenario, str(args.scenario))  # nothing on disk changes before
     check_out(out, args.force)
+    board = _board(args)
     _warn(checked.warnings)
 
     def run() -> list[Path]:
@@ -103,6 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 world=checked.world,
                 on_start=started,
                 cache=cache,
+                tensorboard=board,
             )
 
     cache = _open_cache(args)
@@ -119,6 +121,7 @@ def _resume(args: argparse.Namespace) -> int:
         )
     scenario, arms = load_resumable(out)
     arms = _check_arms(args.arms, scenario) if args.arms else arms
+    board = _board(args)
     return _run_and_list(
         lambda: run_scenario(
             scenario,
@@ -128,6 +131,7 @@ def _resume(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             source=str(out / "scenario.json"),
             cache=_open_cache(args),
+            tensorboard=board,
         ),
         f"Continue with: fstq-sim run --resume {out}",
     )
@@ -210,6 +214,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     scenario = scenario_from_dict(raw, str(run_dir / "scenario.json"), base=run_dir)
     out = Path(args.out)
     check_out(out, args.force)
+    board = _board(args)
     cache = _open_cache(args)
     if cache is None:
         raise SimulatorError("replay needs the cache; drop --no-cache")
@@ -218,7 +223,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         with replacing(out) as started:
             prepare_out(out, None, scenario)
             return run_scenario(
-                scenario, out, progress=not args.quiet, on_start=started, cache=cache
+                scenario,
+                out,
+                progress=not args.quiet,
+                on_start=started,
+                cache=cache,
+                tensorboard=board,
             )
 
     code = _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
@@ -238,6 +248,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for path in write_report(args.runs, args.out, args.baseline, args.target, args.metric):
         print(f"wrote {path}")
     return 0
+
+
+def _board(args: argparse.Namespace) -> Path | None:
+    from simulator.tensorboard_events import check_folder
+
+    return check_folder(Path(args.tensorboard)) if args.tensorboard else None
+
+
+def _board_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write TensorBoard event files, one folder per arm (needs the tensorboard "
+        "extra: pip install 'fstq-sim[tensorboard]')",
+    )
 
 
 def _cache_flags(p: argparse.ArgumentParser) -> None:
@@ -280,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing run directory (kept until the new run has started)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _board_flag(p)
     _cache_flags(p)
     p.set_defaults(func=_cmd_run)
 
@@ -302,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the new run directory")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _board_flag(p)
     _cache_flags(p)
     p.set_defaults(func=_cmd_replay)
 
