@@ -209,17 +209,18 @@ class ArmProgress:
         self.show_quality(rows)
 
     def show_quality(self, rows: dict[str, list]) -> None:
+        """Keep the latest evaluation (of the scenario's metric, else the first) for the bar."""
         evals = rows.get("evals") or []
         shown = next((e for e in evals if e.metric == self.metric), evals[0] if evals else None)
         if shown is not None:
             self.quality = f"{shown.metric} {shown.value:.4g} @ r{shown.round}"
-            self.show(self.text, force=True)
+            self.show(self.text)
 
-    def show(self, text: str, force: bool = False) -> None:
+    def show(self, text: str) -> None:
         """What the engine waits for (its status line), after the arm and its quality."""
         self.text = text
         now = time.monotonic()
-        redraw = force or now - self.drawn > 0.5
+        redraw = now - self.drawn > 0.5
         parts = [self.arm, self.quality, text]
         if self.cache is not None:
             stats = self.cache.stats
