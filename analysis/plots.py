@@ -198,6 +198,7 @@ def _timeline_panel(ax: plt.Axes, frame: pd.DataFrame, scale: float, labelled: b
         first = ~frame["round"].duplicated().to_numpy()
         ax.set_yticks(rows[first], [f"r{r}" for r in frame["round"][first]], fontsize=7)
     ax.set_ylim(len(frame) - 0.5, -0.5)
+    ax.margins(x=0.02)  # a client dropped at the round's start stays visible at the axis
     ax.grid(alpha=0.3, axis="x")
 
 
