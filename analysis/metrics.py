@@ -25,9 +25,14 @@ KEYS = ["arm", "seed"]
 PHASES = ("download", "compute", "upload")
 
 
-def select_metric(evals: pd.DataFrame, metric: str | None = None) -> tuple[str, pd.DataFrame]:
-    """The named metric (default the first evaluated, as the summary does) and its rows."""
-    metric = metric or str(evals["metric"].iloc[0])
+def select_metric(
+    evals: pd.DataFrame, metric: str | None = None, default: str | None = None
+) -> tuple[str, pd.DataFrame]:
+    """The named metric and its rows; without one, `default` (the scenario's own metric) when it
+    was evaluated, else the first evaluated, as the summary does."""
+    if not metric:
+        evaluated = set(evals["metric"])
+        metric = default if default in evaluated else str(evals["metric"].iloc[0])
     chosen = evals[evals["metric"] == metric]
     if chosen.empty:
         known = ", ".join(sorted(evals["metric"].unique()))

@@ -1,5 +1,6 @@
-"""Comparison reports: one table per comparison (arms as rows, mean ± 95 % CI over seeds) and
-the figures, as Markdown (figures beside it) and as self-contained HTML (figures inlined)."""
+"""Comparison reports: tables per comparison (arms as rows, mean ± 95 % CI over seeds, in
+readable units, every column explained) and the captioned figures, as Markdown (figures beside
+it) and self-contained HTML (figures inlined); report.csv keeps the raw values in SI units."""
 
 from __future__ import annotations
 
@@ -8,31 +9,62 @@ import html
 import logging
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import metrics, plots
-from analysis.runs import Arm, Runs, find_arms, generations, load_table, parameter_count
+from analysis.runs import (
+    Arm,
+    Runs,
+    arm_order,
+    find_arms,
+    generations,
+    load_table,
+    parameter_count,
+    scenario_metric,
+    scenarios,
+)
 from simulator.errors import SimulatorError
 from simulator.recorder import lower_is_better
 
 log = logging.getLogger(__name__)
 
-# (per-seed column, report heading, scale, unit, decimals)
-COLUMNS = (
-    ("time_s", "time to target", 1.0, "s", 1),
-    ("uplink_bytes", "uplink to target", 1e6, "MB", 3),
-    ("bytes_ratio", "× less uplink than baseline", 1.0, "×", 2),
-    ("time_reduction_pct", "faster than baseline", 1.0, "%", 1),
-    ("final", "final quality", 1.0, "", 4),
-    ("uplink_total", "total uplink", 1e6, "MB", 3),
-    ("round_s", "mean round duration", 1.0, "s", 1),
-    ("energy_j_fleet", "energy per round, fleet mean", 1.0, "J", 1),
-    ("energy_j_straggler", "energy per round, straggler", 1.0, "J", 1),
-)
 RATIO_UNITS = ("×", "%")
-FIGURES = ("quality-time", "quality-bytes", "round-cdf", "timeline")
+
+# (per-seed column, report heading, unit kind, CSV name (SI units), what it means)
+COLUMNS = (
+    ("time_s", "time to target", "time", "time_to_target_s",
+     "simulated wall-clock until the first evaluation at or past the target"),
+    ("uplink_bytes", "uplink to target", "bytes", "uplink_to_target_bytes",
+     "uplink bytes all clients sent until then"),
+    ("bytes_ratio", "× less uplink", "ratio", "uplink_ratio_vs_baseline",
+     "the baseline's uplink to target over this arm's, same seed"),
+    ("time_reduction_pct", "faster", "pct", "time_reduction_pct_vs_baseline",
+     "100 · (1 − time to target / the baseline's), same seed"),
+    ("final", "final quality", "quality", "final_quality",
+     "the metric at the last evaluation"),
+    ("uplink_total", "total uplink", "bytes", "total_uplink_bytes",
+     "uplink bytes of the whole run"),
+)  # fmt: skip
+COSTS = (
+    ("round_s", "mean round", "time", "mean_round_s",
+     "simulated seconds per round (per server update under FedBuff)"),
+    ("energy_j_fleet", "energy / round, fleet", "energy", "energy_per_round_fleet_j",
+     "mean over rounds of the mean energy of the clients that worked"),
+    ("energy_j_straggler", "energy / round, straggler", "energy",
+     "energy_per_round_straggler_j", "mean over rounds of the largest client energy"),
+)  # fmt: skip
+FIGURES = {
+    "quality-time": "quality against simulated wall-clock; line: mean over seeds, band: their "
+    "range, dashed: targets, dotted: chance",
+    "quality-bytes": "quality against cumulative uplink (log scale): what each arm's bytes bought",
+    "round-cdf": "share of rounds that ended within a duration: the straggler tail",
+    "timeline": "each client's download, compute and upload in the first rounds (first seed); "
+    "x: a client that dropped out or failed",
+    "bits": "uplink bits per trainable parameter per received client, by round",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,7 @@ class Comparison:
     latency: pd.DataFrame
     notes: list[str]  # arms that did not finish or have no evaluations, said beside the table
     samples: list[list[str]]  # generated answers: arm, seed, round, reference, answer
+    header: list[str]  # scenario(s), version(s), mode, seeds, date
 
 
 def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
@@ -55,7 +88,7 @@ def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None
     evals, rounds = load_table(runs, "evals"), load_table(runs, "rounds")
     if evals.empty:
         raise SimulatorError("no arm has any evaluation yet; resume the runs first")
-    metric, chosen = metrics.select_metric(evals, metric)
+    metric, chosen = metrics.select_metric(evals, metric, scenario_metric(find_arms(runs)))
     if baseline not in set(chosen["arm"]) and baseline in {a.arm for a in find_arms(runs)}:
         raise SimulatorError(
             f"--baseline: arm {baseline!r} has no {metric} evaluations (it stopped before its "
@@ -82,13 +115,14 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
     unfinished = {(a.arm, a.seed) for a in arms if not a.complete}
     rows = {}
     for arm, frame in values.groupby("arm", sort=False):
-        row = {col: metrics.mean_ci(frame[col]) for col, *_ in COLUMNS}
+        row = {col: metrics.mean_ci(frame[col]) for col, *_ in (*COLUMNS, *COSTS)}
         row["seeds"] = f"{int(frame['reached'].sum())}/{len(frame)} reached"
         cut = sum((arm, seed) in unfinished for seed in frame["seed"])
         if cut:
             row["seeds"] += f", {cut} unfinished"
         rows[arm] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table.loc[[a for a in arm_order(arms, baseline) if a in rows]]
     better = lower_is_better(str(values["metric"].iloc[0]))
     means = table[["uplink_total", "final"]].map(lambda pair: pair[0])
     table["pareto"] = metrics.pareto_front(means["uplink_total"], means["final"], better)
@@ -106,6 +140,7 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
         latency,
         _notes(arms, values),
         _samples(arms),
+        _header(arms),
     )
 
 
@@ -146,6 +181,16 @@ def _notes(arms: list[Arm], values: pd.DataFrame) -> list[str]:
     missing = [a for a in arms if (a.arm, a.seed) not in compared]
     if missing:
         notes.append("Left out (no evaluations yet): " + _names(missing))
+    names = scenarios(arms)
+    if len(names) > 1:
+        notes.append(
+            f"Arms of {len(names)} scenarios compared as one ("
+            + "; ".join(
+                f"{n}: " + ", ".join(dict.fromkeys(a.arm for a in arms if a.scenario == n))
+                for n in names
+            )
+            + "): they may differ in more than the method (clients, network, data, rounds)"
+        )
     for note in notes:
         log.warning(note)
     return notes
@@ -153,6 +198,20 @@ def _notes(arms: list[Arm], values: pd.DataFrame) -> list[str]:
 
 def _names(arms: list[Arm]) -> str:
     return ", ".join(f"{a.arm} (seed {a.seed}, {a.folder})" for a in arms)
+
+
+def _header(arms: list[Arm]) -> list[str]:
+    """What was compared: scenario(s), fstq-sim version(s) and mode from the manifests, seeds,
+    and when the report was written."""
+    versions = sorted({a.version or "version not recorded" for a in arms})
+    modes = sorted({a.mode for a in arms if a.mode})
+    seeds = sorted({a.seed for a in arms})
+    return [
+        f"Scenario: {', '.join(scenarios(arms))}",
+        f"fstq-sim: {', '.join(versions)}" + (f" ({', '.join(modes)} training)" if modes else ""),
+        f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)})",
+        f"Written: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    ]
 
 
 def latency_table(clients: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFrame:
@@ -182,27 +241,103 @@ def fmt(pair: tuple[float, float], scale: float, unit: str, decimals: int) -> st
     return f"{text} {unit}".strip()
 
 
+# unit kind -> ((upper bound of the mean, scale, unit), ...): the first that holds the mean
+UNITS: dict[str, tuple[tuple[float, float, str], ...]] = {
+    "time": ((120.0, 1.0, "s"), (7200.0, 60.0, "min"), (math.inf, 3600.0, "h")),
+    "bytes": ((1e6, 1e3, "kB"), (1e9, 1e6, "MB"), (math.inf, 1e9, "GB")),
+    "energy": ((1e4, 1.0, "J"), (math.inf, 1e3, "kJ")),
+    "ratio": ((math.inf, 1.0, "×"),),
+    "pct": ((math.inf, 1.0, "%"),),
+    "quality": ((math.inf, 1.0, ""),),
+}
+
+
+def human(pair: tuple[float, float], kind: str) -> str:
+    """`mean ± half unit` in a unit that suits the mean (s/min/h, kB/MB/GB, J/kJ) with three
+    significant digits, no "-0.0"; the raw value is in report.csv."""
+    mean = pair[0]
+    if math.isnan(mean):
+        return "n/a" if kind in ("ratio", "pct") else "not reached"
+    scale, unit = next((s, u) for bound, s, u in UNITS[kind] if abs(mean) < bound)
+    size = abs(mean) / scale
+    decimals = 4 if kind == "quality" else 0 if size >= 100 else 1 if size >= 10 else 2
+    values = [round(v / scale, decimals) + 0.0 for v in pair]  # + 0.0: -0.0 reads 0.0
+    return fmt((values[0], values[1]), 1.0, unit, decimals)
+
+
+def _explain(columns: tuple[tuple[str, str, str, str, str], ...]) -> list[str]:
+    return [f"{heading}: {meaning}" for _, heading, _, _, meaning in columns]
+
+
+MAIN_EXTRA = (
+    "seeds: how many seeds reached the target (and how many are unfinished)",
+    "Pareto: yes when no other arm has less total uplink and a better final quality",
+)
+COSTS_EXTRA = (
+    "straggler slowed by: in how many rounds (all seeds) the phase that took the slowest "
+    "client longest was download, compute or upload: what to speed up first",
+)
+LATENCY_EXPLAINED = (
+    "Seconds per round by part (mean over seeds of each seed's mean over rounds): download, "
+    "compute, upload and waiting (the rest of the round), for the fleet mean of the clients "
+    "that finished and for the straggler, the client the round waited for."
+)
+
+
 def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    head = ["arm", "seeds", *(c[1] for c in COLUMNS), "Pareto (total uplink vs final)"]
-    phases = list(comparison.stragglers.columns)
-    head += [f"straggler: {p}" for p in phases]
+    head = ["arm", "seeds", *(c[1] for c in COLUMNS), "Pareto"]
     rows = []
     for arm, row in comparison.table.iterrows():
         cells = [str(arm), row["seeds"]]
-        cells += [fmt(row[col], scale, unit, d) for col, _, scale, unit, d in COLUMNS]
+        cells += [human(row[col], kind) for col, _, kind, *_ in COLUMNS]
         cells.append("yes" if row["pareto"] else "no")
-        cells += [str(int(comparison.stragglers.loc[arm, p])) for p in phases]
         rows.append(cells)
     return head, rows
 
 
-def _latency_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    latency = comparison.latency
-    head = ["arm", *(c.replace("_", " ") for c in latency.columns)]
+def _straggler_text(counts: pd.Series) -> str:
+    total = int(counts.sum())
+    parts = [(p, int(n)) for p, n in counts.sort_values(ascending=False).items() if n > 0]
+    return ", ".join(f"{p} {n}/{total}" for p, n in parts) or "none"
+
+
+def _cost_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    head = ["arm", *(c[1] for c in COSTS), "straggler slowed by"]
     rows = [
-        [str(arm), *(fmt(pair, 1.0, "s", 1) for pair in row)] for arm, row in latency.iterrows()
+        [
+            str(arm),
+            *(human(row[col], kind) for col, _, kind, *_ in COSTS),
+            _straggler_text(comparison.stragglers.loc[arm]),
+        ]
+        for arm, row in comparison.table.iterrows()
     ]
     return head, rows
+
+
+def _latency_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    latency = comparison.latency.reindex(comparison.table.index)
+    head = ["arm", *(c.replace("_", " ") for c in latency.columns)]
+    rows = [[str(arm), *(human(pair, "time") for pair in row)] for arm, row in latency.iterrows()]
+    return head, rows
+
+
+def raw_table(comparison: Comparison) -> pd.DataFrame:
+    """One row per arm with every reported mean and CI half-width in SI units (seconds,
+    bytes, joules), the straggler counts and the Pareto flag: the values behind report.md."""
+    table = comparison.table
+    out = pd.DataFrame({"arm": table.index, "seeds": table["seeds"].to_numpy()})
+    for col, _, _, name, _ in (*COLUMNS, *COSTS):
+        out[f"{name}_mean"] = [pair[0] for pair in table[col]]
+        out[f"{name}_ci95"] = [pair[1] for pair in table[col]]
+    out["pareto"] = table["pareto"].to_numpy()
+    for phase in comparison.stragglers.columns:
+        counts = comparison.stragglers.loc[table.index, phase]
+        out[f"straggler_slowed_by_{phase}_rounds"] = counts.to_numpy()
+    latency = comparison.latency.reindex(table.index)
+    for part in latency.columns:
+        out[f"{part}_s_mean"] = [pair[0] for pair in latency[part]]
+        out[f"{part}_s_ci95"] = [pair[1] for pair in latency[part]]
+    return out
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -220,8 +355,8 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table>\n{text}</table>\n"
 
 
-LATENCY_NOTE = "Seconds per round by part, straggler and fleet mean of finished clients:"
 SAMPLES_NOTE = "Generated answers (greedy, held-out prompts) at each arm's last generation:"
+CI_NOTE = "Mean ± 95 % CI over seeds (t, n − 1 df); raw values in SI units in report.csv."
 
 
 def _title(comparison: Comparison) -> str:
@@ -231,52 +366,78 @@ def _title(comparison: Comparison) -> str:
     )
 
 
-def _markdown(comparison: Comparison, figures: list[Path]) -> str:
-    lines = [f"# {_title(comparison)}", "", "Mean ± 95 % CI over seeds (t, n − 1 df).", ""]
-    lines += _md_table(*_rows(comparison))
-    lines += [f"**Note:** {note}\n" for note in comparison.notes]
-    lines += [LATENCY_NOTE, "", *_md_table(*_latency_rows(comparison))]
+def _sections(
+    comparison: Comparison,
+) -> list[tuple[str, tuple[list[str], list[list[str]]], list[str]]]:
+    """(lead, table, column explanations) of each table, in order."""
+    main = ("To the target and overall:", _rows(comparison), [*_explain(COLUMNS), *MAIN_EXTRA])
+    costs = ("Round costs:", _cost_rows(comparison), [*_explain(COSTS), *COSTS_EXTRA])
+    latency = (LATENCY_EXPLAINED, _latency_rows(comparison), [])
+    sections = [main, costs, latency]
     if comparison.samples:
-        lines += [SAMPLES_NOTE, "", *_md_table(SAMPLE_HEAD, comparison.samples)]
-    lines += [f"![{f.stem}]({f.name})" for f in figures]
-    return "\n".join(lines) + "\n"
+        sections.append((SAMPLES_NOTE, (SAMPLE_HEAD, comparison.samples), []))
+    return sections
+
+
+def _caption(number: int, figure: Path) -> str:
+    return f"Figure {number}: {FIGURES[figure.stem]}"
+
+
+def _markdown(comparison: Comparison, figures: list[Path]) -> str:
+    lines = [f"# {_title(comparison)}", "", *(f"- {h}" for h in comparison.header), ""]
+    lines += [CI_NOTE, ""]
+    for i, (lead, table, explained) in enumerate(_sections(comparison)):
+        lines += [lead, "", *_md_table(*table)]
+        lines += [f"- {text}" for text in explained] + ([""] if explained else [])
+        if i == 0:
+            lines += [f"**Note:** {note}\n" for note in comparison.notes]
+    for number, f in enumerate(figures, 1):
+        lines += [f"![{f.stem}]({f.name})", "", f"*{_caption(number, f)}*", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _html(comparison: Comparison, figures: list[Path]) -> str:
-    tables = _html_table(*_rows(comparison))
-    tables += "".join(f"<p><b>Note:</b> {html.escape(note)}</p>\n" for note in comparison.notes)
-    tables += f"<p>{LATENCY_NOTE}</p>\n" + _html_table(*_latency_rows(comparison))
-    if comparison.samples:
-        tables += f"<p>{SAMPLES_NOTE}</p>\n" + _html_table(SAMPLE_HEAD, comparison.samples)
-    images = "".join(
+    header = "".join(f"<li>{html.escape(h)}</li>" for h in comparison.header)
+    body = f"<ul>{header}</ul>\n<p>{html.escape(CI_NOTE)}</p>\n"
+    for i, (lead, table, explained) in enumerate(_sections(comparison)):
+        body += f"<p>{html.escape(lead)}</p>\n" + _html_table(*table)
+        if explained:
+            body += "<ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in explained) + "</ul>\n"
+        if i == 0:
+            body += "".join(
+                f"<p><b>Note:</b> {html.escape(note)}</p>\n" for note in comparison.notes
+            )
+    body += "".join(
         f'<figure><img alt="{f.stem}" src="data:image/png;base64,'
-        f'{base64.b64encode(f.read_bytes()).decode()}"></figure>\n'
-        for f in figures
+        f'{base64.b64encode(f.read_bytes()).decode()}">'
+        f"<figcaption>{html.escape(_caption(number, f))}</figcaption></figure>\n"
+        for number, f in enumerate(figures, 1)
     )
     title = html.escape(_title(comparison))
     style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px}"
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{style}</style></head><body>\n<h1>{title}</h1>\n"
-        f"<p>Mean ± 95 % CI over seeds (t, n − 1 df).</p>\n{tables}"
-        f"{images}</body></html>\n"
+        f"<style>{style}</style></head><body>\n<h1>{title}</h1>\n{body}</body></html>\n"
     )
 
 
 def write_report(
     runs: Runs, out: str | Path, baseline: str, target: float, metric: str | None = None
 ) -> list[Path]:
-    """Write report.md, report.html and the figures' PNGs into `out` (bits per parameter only
-    when an arm saved its state, i.e. real training); returns the reports."""
-    out = Path(out)
+    """Write report.md, report.html, report.csv (raw values) and the figures' PNGs into `out`
+    (bits per parameter only when an arm saved its state, i.e. real training); returns the
+    reports."""
+    out = plots.writable(out, folder=True)
     comparison = compare(runs, baseline, target, metric)
     real = any(parameter_count(arm) is not None for arm in find_arms(runs))
+    kinds = [k for k in FIGURES if k != "bits" or real]
     figures = [
-        plots.save(plots.KINDS[kind](runs, comparison.metric), out / f"{kind}.png")
-        for kind in ((*FIGURES, "bits") if real else FIGURES)
+        plots.save(plots.KINDS[kind](runs, comparison.metric, baseline), out / f"{kind}.png")
+        for kind in kinds
     ]
-    md, page = out / "report.md", out / "report.html"
+    md, page, raw = out / "report.md", out / "report.html", out / "report.csv"
     md.write_text(_markdown(comparison, figures), encoding="utf-8")
     page.write_text(_html(comparison, figures), encoding="utf-8")
-    log.info("wrote %s and %s", md, page)
-    return [md, page]
+    raw_table(comparison).to_csv(raw, index=False)
+    log.info("wrote %s, %s and %s", md, page, raw)
+    return [md, page, raw]

@@ -7,6 +7,8 @@ arm's manifest.json, so frames of many runs and seeds concatenate without ambigu
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import RunDirError
-from simulator.recorder import SCHEMA_VERSION, TABLES
+from simulator.recorder import SCHEMA_VERSION, TABLES, ClientRow, EvalRow, RoundRow
 
 Runs = str | Path | Iterable[str | Path]
 
@@ -32,6 +34,8 @@ class Arm:
     seed: int
     scenario: str
     complete: bool  # the arm finished (its summary.json is written); else interrupted or running
+    mode: str = ""  # "surrogate" or "real" (older manifests: "")
+    version: str = ""  # the fstq-sim version that wrote it ("" when not recorded)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -61,41 +65,133 @@ def _arm(folder: Path) -> Arm:
             int(manifest["seed"]),
             str(manifest["scenario"]),
             complete,
+            str(manifest.get("mode", "")),
+            str(manifest.get("packages", {}).get("fstq-sim", "")),
         )
     except KeyError as exc:
         raise RunDirError(f"{path}: no {exc} entry; is this a fstq-sim manifest?") from None
 
 
 def _folders(run: Path) -> list[Path]:
-    if (run / "evals.csv").exists():
+    """Arm folders are found by their manifest, so an arm whose CSVs are gone is named as
+    damaged when its tables are read instead of silently left out."""
+    if not run.is_dir():
+        raise RunDirError(f"{run}: no such folder; give a fstq-sim run, sweep or arm directory")
+    if (run / "manifest.json").exists():
         return [run]
-    patterns = ("*/evals.csv", "*/*/evals.csv")  # run dir, sweep dir
+    patterns = ("*/manifest.json", "*/*/manifest.json")  # run dir, sweep dir
     found = sorted({p.parent for pattern in patterns for p in run.glob(pattern)})
     if not found:
         raise RunDirError(
-            f"{run}: no arm folders with evals.csv; is this a fstq-sim run or sweep directory?"
+            f"{run}: no arm folders with a manifest.json; is this a fstq-sim run or sweep "
+            "directory?"
         )
     return found
 
 
 def find_arms(runs: Runs) -> list[Arm]:
-    """Every arm folder under the given run, sweep or arm folders, in path order; an arm of one
-    scenario and seed found in two folders is an error, as merging them would double it."""
+    """Every arm folder under the given run, sweep or arm folders, in path order. Analysis keys
+    rows by arm and seed, so an arm name and seed found twice (the same run given twice, or
+    two scenarios with the same arm names) is an error, as merging them would mix them; so are
+    surrogate and real-training arms together, whose qualities are not comparable."""
     paths = [runs] if isinstance(runs, str | Path) else list(runs)
     arms = [_arm(folder) for run in paths for folder in _folders(Path(run))]
-    seen: dict[tuple[str, str, int], Path] = {}
+    seen: dict[tuple[str, int], Arm] = {}
     for arm in arms:
-        key = (arm.scenario, arm.arm, arm.seed)
+        key = (arm.arm, arm.seed)
         if key in seen:
-            where = "twice" if seen[key].resolve() == arm.folder.resolve() else "in two folders"
+            first = seen[key]
+            if first.scenario != arm.scenario:
+                where = f"also in scenario {first.scenario!r}"
+            elif first.folder.resolve() == arm.folder.resolve():
+                where = "given twice"
+            else:
+                where = "given in two folders"
             raise RunDirError(
-                f"{seen[key]} and {arm.folder}: arm {arm.arm!r} of scenario {arm.scenario!r}, "
-                f"seed {arm.seed}, is given {where}, and merging them would double it. Fix: "
-                "give each run once; compare variants of one scenario (e.g. made with --set) "
-                "under their own names (--set name=...)"
+                f"{first.folder} and {arm.folder}: arm {arm.arm!r} of scenario "
+                f"{arm.scenario!r}, seed {arm.seed}, is {where}, and merging them would mix "
+                "them. Fix: give each run once; compare "
+                "variants of one scenario (e.g. made with --set) under their own names "
+                "(--set name=...)"
             )
-        seen[key] = arm.folder
+        seen[key] = arm
+    modes = {a.mode for a in arms if a.mode}
+    if len(modes) > 1:
+        listed = "; ".join(
+            f"{mode}: " + ", ".join(str(a.folder) for a in arms if a.mode == mode)
+            for mode in sorted(modes)
+        )
+        raise RunDirError(
+            f"surrogate and real-training runs given together ({listed}); a surrogate's quality "
+            "is modelled, not measured, so they cannot be compared as one. Fix: analyse each "
+            "mode on its own"
+        )
     return arms
+
+
+def scenarios(arms: list[Arm]) -> list[str]:
+    """The scenario names of the arms, in order of first appearance."""
+    return list(dict.fromkeys(a.scenario for a in arms))
+
+
+def resolved_scenario(arm: Arm) -> dict[str, Any]:
+    """The resolved scenario an arm ran (its run directory's scenario.json; {} when absent, e.g.
+    an arm folder copied on its own)."""
+    for folder in (arm.folder, arm.folder.parent):
+        if (folder / "scenario.json").is_file():
+            return _read_json(folder / "scenario.json")
+    return {}
+
+
+def scenario_metric(arms: list[Arm]) -> str | None:
+    """The metric the (first) scenario evaluates its targets on, if it names one."""
+    return next((resolved_scenario(a).get("evaluation", {}).get("metric") for a in arms), None)
+
+
+def arm_order(arms: list[Arm], first: str | None = None) -> list[str]:
+    """Arm names in the order the scenario lists its methods (the baseline usually first),
+    arms it does not list after them in path order; `first` (the baseline) leads."""
+    listed = [m.get("name") for a in arms[:1] for m in resolved_scenario(a).get("methods", [])]
+    names = dict.fromkeys(a.arm for a in arms)
+    ordered = [n for n in listed if n in names] + [n for n in names if n not in listed]
+    if first in names:
+        ordered.remove(first)
+        ordered.insert(0, first)
+    return ordered
+
+
+# numeric columns per table, from the recorder's row types (str-typed columns are free text)
+NUMERIC = {
+    table: [name for name, kind in row.__annotations__.items() if "str" not in str(kind)]
+    for table, row in (("rounds", RoundRow), ("clients", ClientRow), ("evals", EvalRow))
+}
+
+
+def _check_rows(path: Path, text: str) -> None:
+    """Every row has as many fields as the header: a damaged row is named by its line."""
+    reader = csv.reader(io.StringIO(text))
+    width = len(next(reader, []))
+    for row in reader:
+        if len(row) != width:
+            raise RunDirError(
+                f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
+                f"{width}; the row is damaged. Fix: rerun the arm (or resume it after deleting "
+                "its damaged rounds)"
+            )
+
+
+def _check_numbers(path: Path, table: str, frame: pd.DataFrame) -> None:
+    """Numeric columns hold numbers (or nothing): a damaged value is named by line and column."""
+    for column in NUMERIC[table]:
+        raw = frame[column]
+        bad = pd.to_numeric(raw, errors="coerce").isna() & raw.notna()
+        if bad.any():
+            index = int(np.flatnonzero(bad.to_numpy())[0])
+            raise RunDirError(
+                f"{path}, line {index + 2}: {column} = {raw.iloc[index]!r} is not a number; "
+                "the row is damaged. Fix: rerun the arm (or resume it after deleting its "
+                "damaged rounds)"
+            )
 
 
 def read_table(arm: Arm, table: str) -> pd.DataFrame:
@@ -108,12 +204,15 @@ def read_table(arm: Arm, table: str) -> pd.DataFrame:
     if raw and not raw.endswith(b"\n"):
         raise RunDirError(f"{path}: truncated (the last row is cut off); rerun or resume the arm")
     try:
-        frame = pd.read_csv(path)
+        text = raw.decode("utf-8")
+        _check_rows(path, text)
+        frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{path}: unreadable CSV ({exc})") from None
     missing = [c for c in TABLES[table] if c not in frame.columns]
     if missing:
         raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}; not a schema-3 table")
+    _check_numbers(path, table, frame)
     return frame.assign(arm=arm.arm, seed=arm.seed, scenario=arm.scenario)
 
 

@@ -94,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     arms = _check_arms(args.arms, scenario)
     checked = check_scenario(scenario, str(args.scenario))  # nothing on disk changes before
     check_out(out, args.force)
+    board = _board(args)
     _warn(checked.warnings)
 
     def run() -> list[Path]:
@@ -108,6 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 world=checked.world,
                 on_start=started,
                 cache=cache,
+                tensorboard=board,
             )
 
     cache = _open_cache(args)
@@ -124,6 +126,7 @@ def _resume(args: argparse.Namespace) -> int:
         )
     scenario, arms = load_resumable(out)
     arms = _check_arms(args.arms, scenario) if args.arms else arms
+    board = _board(args)
     return _run_and_list(
         lambda: run_scenario(
             scenario,
@@ -133,6 +136,7 @@ def _resume(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             source=str(out / "scenario.json"),
             cache=_open_cache(args),
+            tensorboard=board,
         ),
         f"Continue with: fstq-sim run --resume {out}",
     )
@@ -174,11 +178,10 @@ def _cmd_trace_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from analysis.plots import KINDS, save
+    from analysis.plots import KINDS, save, writable
 
-    if args.out and Path(args.out).suffix.lower() not in (".png", ".svg"):
-        raise SimulatorError(f"--out {args.out}: name a .png or .svg file, e.g. {args.out}.png")
     if args.out:  # one figure of all the runs together
+        writable(args.out, folder=False)
         print(f"wrote {save(KINDS[args.kind](args.runs, args.metric), args.out)}")
         return 0
     for run in args.runs:
@@ -216,6 +219,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     scenario = scenario_from_dict(raw, str(run_dir / "scenario.json"), base=run_dir)
     out = Path(args.out)
     check_out(out, args.force)
+    board = _board(args)
     cache = _open_cache(args)
     if cache is None:
         raise SimulatorError("replay needs the cache; drop --no-cache")
@@ -224,7 +228,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         with replacing(out) as started:
             prepare_out(out, None, scenario)
             return run_scenario(
-                scenario, out, progress=not args.quiet, on_start=started, cache=cache
+                scenario,
+                out,
+                progress=not args.quiet,
+                on_start=started,
+                cache=cache,
+                tensorboard=board,
             )
 
     code = _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
@@ -252,6 +261,21 @@ def _plugin_flag(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse any component named 'package.module:Class' that is not built in, "
         "without importing it (a scenario naming one runs that module's code)",
+    )
+
+
+def _board(args: argparse.Namespace) -> Path | None:
+    from simulator.tensorboard_events import check_folder
+
+    return check_folder(Path(args.tensorboard)) if args.tensorboard else None
+
+
+def _board_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write TensorBoard event files, one folder per arm (needs the tensorboard "
+        "extra: pip install 'fstq-sim[tensorboard]')",
     )
 
 
@@ -296,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing run directory (kept until the new run has started)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _board_flag(p)
     _cache_flags(p)
     _plugin_flag(p)
     p.set_defaults(func=_cmd_run)
@@ -320,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the new run directory")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _board_flag(p)
     _cache_flags(p)
     _plugin_flag(p)
     p.set_defaults(func=_cmd_replay)

@@ -36,6 +36,7 @@ from simulator.recorder import (
 )
 from simulator.rounds import RoundOutcome
 from simulator.scenario import Method, Scenario, resolved_dict, scenario_from_dict
+from simulator.tensorboard_events import ArmBoard
 from simulator.training.base import Trainer
 from simulator.training.surrogate import SurrogateTrainer
 from simulator.world import World, build_world
@@ -43,6 +44,8 @@ from simulator.world import World, build_world
 log = logging.getLogger(__name__)
 
 TrainerFactory = Callable[[Method, ArmRecorder], Trainer]
+# rounds done show with one decimal: they advance in fractions as client-rounds finish
+BAR_FORMAT = "{l_bar}{bar}| {n:.1f}/{total_fmt} rounds [{elapsed}<{remaining}{postfix}]"
 
 
 @contextmanager
@@ -81,6 +84,7 @@ class ArmRun:
         recorder: ArmRecorder,
         bar: tqdm,
         cache: ReplayCache | None = None,
+        board: ArmBoard | None = None,
     ) -> None:
         self.cache = cache
         self.cache_before = None if cache is None else cache.stats.snapshot()
@@ -88,9 +92,11 @@ class ArmRun:
         self.scenario = world.scenario
         self.method = method
         self.recorder = recorder
-        self.bar = bar
+        self.board = board
+        self.progress = ArmProgress(bar, method.name, self.scenario, cache)
         self.trainer = trainer
-        self.engine = Engine(world, method, self.trainer, _status(bar, method.name, cache))
+        counted = _Counted(trainer, self.progress.client_done)
+        self.engine = Engine(world, method, counted, self.progress.show)
         self.uplink_cum = 0
         self.devices = world.fleet.class_names()
 
@@ -122,14 +128,21 @@ class ArmRun:
         every, last = self.scenario.evaluation.every, self.scenario.server.rounds
         if self.engine.strategy.evaluates(outcome.round, every, last):
             rows["evals"] = self._evals(outcome.round, outcome.end_s)
-        self.recorder.append(rows, self._state(outcome.round + 1, outcome.end_s))
-        self.bar.update(1)
+        self._record(rows, self._state(outcome.round + 1, outcome.end_s))
+        self.progress.round_done(rows)
+
+    def _record(self, rows: dict[str, list], state: dict[str, Any]) -> None:
+        self.recorder.append(rows, state)
+        if self.board is not None:
+            self.board.write(rows)
 
     def run(self) -> None:
         """Simulate the remaining rounds of this arm and write its summary."""
         checkpoint = self.recorder.checkpoint
         if checkpoint is None:
-            self.recorder.append({"evals": self._evals(0, 0.0)}, self._state(1, 0.0))
+            rows = {"evals": self._evals(0, 0.0)}
+            self._record(rows, self._state(1, 0.0))
+            self.progress.show_quality(rows)
             first, now = 1, 0.0
         else:
             state = checkpoint["state"]
@@ -137,7 +150,7 @@ class ArmRun:
             self.engine.restore(state["server"])
             self.uplink_cum = state["uplink_cum"]
             first, now = state["next_round"], state["now"]
-            self.bar.update(first - 1)
+            self.progress.bar.update(first - 1)
         self.engine.run(first, now, self._on_round)
         self.trainer.finish()
         self.recorder.manifest["host_seconds_math"] = self.trainer.host_seconds()
@@ -151,22 +164,70 @@ class ArmRun:
         )
 
 
-def _status(bar: tqdm, arm: str, cache: ReplayCache | None = None) -> Callable[[str], None]:
-    """Show what the engine waits for beside the progress bar, and the cache's hits so far
-    (redrawn at most twice a second: a surrogate arm reports thousands of rounds a second)."""
-    drawn = [0.0]
+class _Counted:
+    """The arm's trainer, telling the progress bar each time a client-round's training ends."""
 
-    def show(text: str) -> None:
+    def __init__(self, trainer: Trainer, done: Callable[[], None]) -> None:
+        self._trainer, self._done = trainer, done
+
+    def train(self, client: int, round_index: int) -> Any:
+        result = self._trainer.train(client, round_index)
+        self._done()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trainer, name)
+
+
+class ArmProgress:
+    """The run's bar as one arm drives it. Rounds advance in fractions as client-rounds finish,
+    so the ETA appears after the first one (not after a first LLM round of minutes); beside it
+    the latest quality, what the engine waits for and the cache's reuse (redrawn at most twice
+    a second: a surrogate arm reports thousands of rounds a second)."""
+
+    def __init__(
+        self, bar: tqdm, arm: str, scenario: Scenario, cache: ReplayCache | None = None
+    ) -> None:
+        self.bar, self.arm, self.cache = bar, arm, cache
+        self.step = 1.0 / scenario.population.per_round
+        self.metric = scenario.evaluation.metric
+        self.clients = 0  # client-rounds finished in the current round
+        self.quality = ""
+        self.text = ""
+        self.drawn = 0.0
+
+    def client_done(self) -> None:
+        """One more client-round trained: a fraction of a round, never a whole one."""
+        self.clients += 1
+        whole = math.floor(self.bar.n + 1e-6)
+        self.bar.update(whole + min(self.clients * self.step, 0.99) - self.bar.n)
+
+    def round_done(self, rows: dict[str, list]) -> None:
+        """The round is recorded: count it whole and show its evaluation, if any."""
+        self.clients = 0
+        self.bar.update(math.floor(self.bar.n + 1e-6) + 1 - self.bar.n)
+        self.show_quality(rows)
+
+    def show_quality(self, rows: dict[str, list]) -> None:
+        """Keep the latest evaluation (of the scenario's metric, else the first) for the bar."""
+        evals = rows.get("evals") or []
+        shown = next((e for e in evals if e.metric == self.metric), evals[0] if evals else None)
+        if shown is not None:
+            self.quality = f"{shown.metric} {shown.value:.4g} @ r{shown.round}"
+            self.show(self.text)
+
+    def show(self, text: str) -> None:
+        """What the engine waits for (its status line), after the arm and its quality."""
+        self.text = text
         now = time.monotonic()
-        redraw = now - drawn[0] > 0.5
-        if cache is not None:
-            stats = cache.stats
-            text += f" | cache {stats.hits}/{stats.hits + stats.misses} reused"
-        bar.set_postfix_str(f"{arm}: {text}", refresh=redraw)
+        redraw = now - self.drawn > 0.5
+        parts = [self.arm, self.quality, text]
+        if self.cache is not None:
+            stats = self.cache.stats
+            parts.append(f"cache {stats.hits}/{stats.hits + stats.misses} reused")
+        self.bar.set_postfix_str(" | ".join(p for p in parts if p), refresh=redraw)
         if redraw:
-            drawn[0] = now
-
-    return show
+            self.drawn = now
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -321,17 +382,25 @@ def run_scenario(
     world: World | None = None,
     on_start: Callable[[], None] = lambda: None,
     cache: ReplayCache | None = None,
+    tensorboard: Path | None = None,
 ) -> list[Path]:
     """Run (or finish) every selected arm; returns the arm folders. on_start is called once
     the world and the trainers are built, before the first arm runs. With a cache, real
-    client-rounds and evaluations seen before are read from it (the same bytes)."""
+    client-rounds and evaluations seen before are read from it (the same bytes). With a
+    tensorboard folder, each arm's rows also go to event files in tensorboard/<arm>."""
     methods = [m for m in scenario.methods if arms is None or m.name in arms]
     world = world or build_world(scenario, source)
     folders = []
     total = len(methods) * scenario.server.rounds
     with (
         trainers(scenario, cache) as make_trainer,
-        tqdm(total=total, disable=not progress, unit="round", desc=scenario.name) as bar,
+        tqdm(
+            total=total,
+            disable=not progress,
+            unit="round",
+            desc=scenario.name,
+            bar_format=BAR_FORMAT,
+        ) as bar,
     ):
         on_start()
         for method in methods:
@@ -344,8 +413,11 @@ def run_scenario(
             manifest = _manifest(scenario, method, scenario.training.mode)
             recorder = ArmRecorder(folder, manifest, resume, resolved_dict(scenario))
             trainer = make_trainer(method, recorder)
+            board = None if tensorboard is None else ArmBoard(tensorboard / method.name)
             try:
-                ArmRun(world, method, trainer, recorder, bar, cache).run()
+                ArmRun(world, method, trainer, recorder, bar, cache, board).run()
             finally:
                 recorder.close()
+                if board is not None:
+                    board.close()
     return folders

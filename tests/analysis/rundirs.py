@@ -74,3 +74,25 @@ def hand_sweep(tmp_path: Path) -> Path:
         for arm in ARMS:
             write_arm(tmp_path / "sweep" / f"seed-{seed}" / arm, arm, seed, 0.01 * (seed - 1))
     return tmp_path / "sweep"
+
+
+def write_scenario(
+    run: Path, methods: list[str], metric: str = "accuracy", targets=(0.6,), classes=None
+) -> None:
+    """The run directory's resolved scenario.json, with what the figures read from it."""
+    scenario = {
+        "name": "hand",
+        "evaluation": {"metric": metric, "targets": list(targets)},
+        "training": {"data": {"classes": classes}},
+        "methods": [{"name": m} for m in methods],
+    }
+    (run / "scenario.json").write_text(json.dumps(scenario), encoding="utf-8")
+
+
+def add_metric(run: Path, metric: str, first: bool = True) -> None:
+    """Give every evaluation of every arm a second metric (value + 1), listed first or last."""
+    for path in run.glob("*/evals.csv"):
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        extra = [dict(r, metric=metric, value=float(r["value"]) + 1) for r in rows]
+        write_table(path, "evals", extra + rows if first else rows + extra)

@@ -44,7 +44,7 @@ def test_compare_writes_the_reports(tiny_run, tmp_path, capsys):
     args = ["compare", str(tiny_run), "--baseline", "dense", "--target", "0.35", "--out", str(out)]
     assert main(args) == 0
     text = (out / "report.md").read_text()
-    assert "| dense | 1/1 reached | 8.0 s | 8.000 MB | 1.00 × | 0.0 % |" in text
+    assert "| dense | 1/1 reached | 8.00 s | 8.00 MB | 1.00 × | 0.00 % |" in text
     assert "data:image/png;base64," in (out / "report.html").read_text()
     capsys.readouterr()
     assert main([*args[:3], "nope", *args[4:]]) == 2
@@ -65,3 +65,14 @@ def test_bits_per_parameter_of_a_real_fp16_run(tiny_models, tmp_path):
     assert main(args) == 0
     assert (tmp_path / "bits.png").stat().st_size > 5_000
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 5
+
+
+def test_out_paths_of_the_wrong_kind_exit_2_with_the_fix(tiny_run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    compare = ["compare", str(tiny_run), "--baseline", "dense", "--target", "0.35", "--out"]
+    assert main([*compare, str(tmp_path / "afile")]) == 2
+    assert "afile: is a file; name a folder" in capsys.readouterr().err
+    assert main(["plot", str(tiny_run), "--out", str(tmp_path)]) == 2
+    assert "is a folder; name a file in it" in capsys.readouterr().err
+    assert main(["plot", str(tiny_run), "--out", str(tmp_path / "afile" / "q.png")]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from rundirs import hand_run, hand_sweep
+from rundirs import hand_run, hand_sweep, write_arm
 
 from analysis.runs import complete_seeds, find_arms, host_costs, load_table, parameter_count
 from simulator.errors import RunDirError
@@ -139,3 +139,73 @@ def test_host_costs_sum_the_manifests_and_the_cache_reuse(tmp_path):
         "cache_hits": 3,
         "cache_saved_minutes": pytest.approx(1.5),
     }
+
+
+def test_a_row_with_an_extra_field_is_named_by_file_and_line(tmp_path):
+    run = hand_run(tmp_path)
+    path = run / "small" / "rounds.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].rstrip("\n") + ",9\n"  # the second round gains a field
+    path.write_text("".join(lines))
+    with pytest.raises(RunDirError, match=r"small/rounds.csv, line 3: 20 fields .* has 19"):
+        load_table(run, "rounds")
+
+
+def test_a_row_with_a_missing_field_is_named_by_file_and_line(tmp_path):
+    """Before: pandas filled the short row with NaN and the report averaged it silently."""
+    run = hand_run(tmp_path)
+    path = run / "dense" / "evals.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].rsplit(",", 1)[0] + "\n"
+    path.write_text("".join(lines))
+    with pytest.raises(RunDirError, match=r"dense/evals.csv, line 4: 5 fields"):
+        load_table(run, "evals")
+
+
+def test_a_damaged_number_is_named_by_file_line_and_column(tmp_path):
+    """Before: the column became text and the report failed with a pandas traceback."""
+    run = hand_run(tmp_path)
+    path = run / "dense" / "evals.csv"
+    path.write_text(path.read_text().replace(",0.5,", ",0.5x,"))
+    with pytest.raises(RunDirError, match=r"dense/evals.csv, line 3: value = '0.5x' is not"):
+        load_table(run, "evals")
+
+
+def test_an_arm_without_evals_csv_is_named_not_dropped(tmp_path):
+    """Before: arms were found by their evals.csv, so this arm vanished from every table."""
+    run = hand_run(tmp_path)
+    (run / "dense" / "evals.csv").unlink()
+    with pytest.raises(RunDirError, match=r"dense/evals.csv: missing"):
+        load_table(run, "evals")
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(RunDirError, match=r"nowhere: no such folder"):
+        find_arms(tmp_path / "nowhere")
+
+
+def _set_manifest(folder, **changes):
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+
+
+def test_surrogate_and_real_runs_are_refused_together(tmp_path):
+    run = hand_run(tmp_path)
+    _set_manifest(run / "dense", mode="real")
+    _set_manifest(run / "small", mode="surrogate")
+    with pytest.raises(RunDirError, match=r"surrogate and real-training runs given together"):
+        load_table(run, "evals")
+
+
+def test_two_scenarios_with_the_same_arm_names_are_refused(tmp_path):
+    """Before: rows were keyed by arm and seed, so two scenarios' 'dense' merged as one."""
+    first = hand_run(tmp_path)
+    other = tmp_path / "other"
+    for arm in ("dense", "small"):
+        write_arm(other / arm, arm, 1)
+        _set_manifest(other / arm, scenario="hand-lte")
+    with pytest.raises(RunDirError, match=r"of scenario 'hand-lte', seed 1, is also in scenario"):
+        load_table([first, other], "evals")
+    _set_manifest(other / "dense", scenario="hand-lte", arm="dense-lte")
+    _set_manifest(other / "small", scenario="hand-lte", arm="small-lte")
+    assert len(find_arms([first, other])) == 4  # distinct names: comparable, flagged in reports
