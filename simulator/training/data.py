@@ -341,8 +341,10 @@ def _read_file(spec: FileData, task: str) -> _Raw:
     rows, where = _jsonl_rows(path) if spec.kind == "jsonl" else _csv_rows(path)
     if not rows:
         raise DataError(located(path, None, "the file has no rows", "add examples to it"))
-    label = spec.label if task == "classification" else None
     instruction = spec.prompt is not None
+    # Instruction data keep a label column as metadata to partition by, where the file has one.
+    keep_label = task == "classification" or (instruction and any(spec.label in r for r in rows))
+    label = spec.label if keep_label else None
     text_column = spec.response if instruction else spec.text
     columns = {"text": None if instruction else spec.text, "label": label, "group": spec.group}
     columns |= {"prompt": spec.prompt, "response": spec.response} if instruction else {}
