@@ -47,6 +47,9 @@ class DataCommon(Model):
     validation: Annotated[float, Field(gt=0, lt=1)] = 0.2
     max_samples: Annotated[int, Field(gt=0)] | None = None
     eval_samples: Annotated[int, Field(gt=0)] | None = 512
+    # a seeded random sample of eval_samples held-out rows; stratified keeps each label's or
+    # group's share of the held-out rows
+    eval_stratify: Literal["none", "label", "group"] = "none"
 
 
 class SyntheticData(DataCommon):

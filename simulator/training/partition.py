@@ -171,7 +171,7 @@ class Natural(Partitioner):
                     "one client per group)",
                 )
             )
-        per_group = 1 + _largest_remainders(sizes, n - groups.size)
+        per_group = 1 + largest_remainders(sizes, n - groups.size)
         clients = gen.permutation(n)
         first = np.cumsum(per_group) - per_group
         items, owner = [], []
@@ -208,7 +208,7 @@ def _key(spec: Partition, data: TextData) -> np.ndarray:
     return data.labels
 
 
-def _largest_remainders(weights: np.ndarray, total: int) -> np.ndarray:
+def largest_remainders(weights: np.ndarray, total: int) -> np.ndarray:
     """Integers summing to total in proportion to weights (ties to the larger weight)."""
     share = weights / weights.sum() * total
     counts = np.floor(share).astype(np.int64)

@@ -166,6 +166,9 @@ class RealTrainer:
         self.task.use(self.arm)
         weights = self.server.weights
         self.recorder.manifest["trainable_parameters"] = int(weights.size)
+        data = self.task.data
+        if data.eval_rows is not None:  # which rows every evaluation scored (data.eval_samples)
+            self.recorder.manifest["evaluation_rows"] = data.eval_rows.tolist()
         self.recorder.write_folder(
             "adapter", lambda folder: self.task.model.save_adapter(weights, folder)
         )

@@ -119,6 +119,9 @@ def test_executors_agree_on_the_real_minilm_weights(write_scenario, tmp_path):
     manifest = json.loads((pool / "manifest.json").read_text())
     assert manifest["torch_threads"] == 2
     assert manifest["trainable_parameters"] == size  # the count survives without the states
+    # which of the 200 examples every evaluation scored: all 40 held out (eval_samples 64)
+    rows = manifest["evaluation_rows"]
+    assert len(rows) == 40 and rows == sorted(set(rows)) and rows[0] >= 0 and rows[-1] < 200
 
 
 def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_path, monkeypatch):
