@@ -151,7 +151,9 @@ def test_final_adapter_loads_with_peft_and_scores_the_same(write_scenario, tiny_
     from simulator.training.models import load_tokenizer
 
     (arm,) = _run(write_scenario, real_scenario_dict(tiny_models["bert"]), tmp_path / "run")
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=4)
+    labels = json.loads((arm / "adapter" / "labels.json").read_text())
+    assert labels["id2label"] == {str(c): f"class{c}" for c in range(4)}
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], **labels)
     model = PeftModel.from_pretrained(base, arm / "adapter").eval()
     scenario = load_scenario(write_scenario(real_scenario_dict(tiny_models["bert"])))
     data = load_data(scenario.training.data, "classification", scenario.seed)
