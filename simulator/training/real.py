@@ -161,13 +161,23 @@ class RealTrainer:
             "evaluation": self.host_eval,
         }
 
+    def _label_names(self) -> tuple[str, ...]:
+        """A classifier's classes (instruction data's labels are metadata, not outputs)."""
+        return self.task.data.label_names if self.task.spec.task == "classification" else ()
+
     def finish(self) -> None:
         """Save the final adapter with PEFT's save_pretrained, and the latest answers."""
         self.task.use(self.arm)
         weights = self.server.weights
         self.recorder.manifest["trainable_parameters"] = int(weights.size)
+        data = self.task.data
+        if data.eval_rows is not None:  # which rows every evaluation scored (data.eval_samples)
+            self.recorder.manifest["evaluation_rows"] = data.eval_rows.tolist()
         self.recorder.write_folder(
-            "adapter", lambda folder: self.task.model.save_adapter(weights, folder)
+            "adapter",
+            lambda folder: self.task.model.save_adapter(
+                weights, folder, self.task.spec.model, self._label_names()
+            ),
         )
         if self.samples is not None:
             self.recorder.write_json("generations.json", self.samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from simulator.errors import ModelError
 from simulator.scenario import RealTraining
-from simulator.training.models import load_model, resolve_model
+from simulator.training.models import load_model, portable_name, resolve_model
 
 
 def spec(model: str, **extra) -> RealTraining:
@@ -84,8 +85,14 @@ def test_saved_adapter_loads_with_peft(tiny_models, tmp_path):
 
     model = load_model(spec(str(tiny_models["bert"])), 2, 0, seed=2)
     flat = np.random.default_rng(1).normal(0, 0.1, model.size).astype(np.float32)
-    model.save_adapter(flat, tmp_path / "adapter")
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=2)
+    model.save_adapter(flat, tmp_path / "adapter", str(tiny_models["bert"]), ("neg", "pos"))
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == Path(tiny_models["bert"]).name  # not a path
+    labels = json.loads((tmp_path / "adapter" / "labels.json").read_text())
+    assert labels == {"id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    base = AutoModelForSequenceClassification.from_pretrained(
+        tiny_models["bert"], num_labels=2, **labels
+    )
     loaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
     ids = torch.tensor([[101, 2054, 2003, 102]])
     model.model.eval()
@@ -174,3 +181,11 @@ def test_embedded_smollm2_loads_from_its_cache_trains_and_answers(tmp_path):
     with torch.no_grad():
         out = model.model.generate(input_ids=ids, max_new_tokens=16, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_portable_names_of_base_models(tmp_path):
+    assert portable_name("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert portable_name("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert portable_name("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+    (tmp_path / "my-model").mkdir()
+    assert portable_name(str(tmp_path / "my-model")) == "my-model"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import scenario_dict
 
-from simulator.errors import DataError
+from simulator.errors import DataError, ScenarioError
 from simulator.recorder import write_csv_atomic
-from simulator.scenario import Partition, PubMedQAData, SyntheticData
+from simulator.scenario import FileData, Partition, PubMedQAData, SyntheticData, load_scenario
 from simulator.training.data import TextData, load_data
 from simulator.training.partition import label_histogram, partition, partition_table
 
@@ -188,3 +190,146 @@ def test_pubmedqa_dirichlet_by_mesh_group(shared_datasets: Path):
     check_parts(parts, data, 20, 4)
     groups_per_client = [np.unique(data.groups[p]).size for p in parts]
     assert max(groups_per_client) > 5 and label_histogram(parts, data).shape == (20, 3)
+
+
+def grouped(sizes: list[int]) -> TextData:
+    """Training examples in groups of the given sizes (every other row held out)."""
+    groups = np.repeat(np.arange(len(sizes)), [2 * s for s in sizes]).astype(np.int64)
+    return TextData(
+        source="intents.csv",
+        texts=[f"row {i}" for i in range(groups.size)],
+        labels=None,
+        label_names=(),
+        groups=groups,
+        group_names=tuple(f"g{i}" for i in range(len(sizes))),
+        train=np.arange(0, groups.size, 2, dtype=np.int64),
+        validation=np.arange(1, groups.size, 2, dtype=np.int64),
+    )
+
+
+def natural(**fields) -> Partition:
+    return Partition(kind="natural", by="group", min_samples=1, **fields)
+
+
+def test_natural_gives_one_group_per_client_even_with_unequal_sizes():
+    data = grouped([1071, 900, 700])  # sizes at which shards mixed groups
+    parts = partition(natural(), data, 3, seed=0)
+    check_parts(parts, data, 3, 1)
+    assert sorted((np.unique(data.groups[p]).tolist(), p.size) for p in parts) == [
+        ([0], 1071),
+        ([1], 900),
+        ([2], 700),
+    ]
+
+
+def test_natural_spreads_big_groups_over_more_clients():
+    data = grouped([1071, 900, 700])
+    parts = partition(natural(), data, 10, seed=4)
+    check_parts(parts, data, 10, 1)
+    owners = [np.unique(data.groups[p]) for p in parts]
+    assert all(o.size == 1 for o in owners)
+    # one each, then 7 more in proportion to 1071:900:700 -> 2.81, 2.36, 1.84 -> 3, 2, 2
+    assert np.bincount([int(o[0]) for o in owners]).tolist() == [4, 3, 3]
+    sizes = {
+        g: sorted(p.size for p, o in zip(parts, owners, strict=True) if o[0] == g) for g in range(3)
+    }
+    assert sizes == {0: [267, 268, 268, 268], 1: [300, 300, 300], 2: [233, 233, 234]}
+
+
+def test_natural_needs_a_client_per_group_and_min_samples():
+    data = grouped([30, 20, 10, 5])
+    with pytest.raises(
+        DataError,
+        match=r"intents\.csv: partition\.kind: .*has 4 of them but "
+        r"population\.clients is 3\. Fix: set population\.clients to at least 4",
+    ):
+        partition(natural(), data, 3, seed=0)
+    with pytest.raises(DataError, match=r"leaves a client 5 examples, below min_samples 6"):
+        partition(Partition(kind="natural", by="group", min_samples=6), data, 4, seed=0)
+
+
+def test_natural_by_language_on_the_synthetic_topics(data):
+    spec = Partition(kind="natural", by="group")
+    parts = partition(spec, data, 8, seed=1)
+    check_parts(parts, data, 8, 4)
+    assert [np.unique(data.groups[p]).size for p in parts] == [1] * 8
+    assert partition(spec, data, 8, seed=1)[3].tolist() == parts[3].tolist()  # seeded
+
+
+PARTITIONER = """
+import numpy as np
+from pydantic import BaseModel
+from simulator.training.partition import Partitioner
+
+class RoundRobin(Partitioner):
+    class Options(BaseModel):
+        model_config = {"extra": "forbid"}
+        offset: int = 0
+
+    def assign(self, gen, data, n):
+        return data.train, (np.arange(data.train.size) + self.options.offset) % n
+
+class Broken(Partitioner):
+    def assign(self, gen, data, n):
+        return data.train[:-1], np.zeros(data.train.size - 1, dtype=np.int64)
+
+class NotOne:
+    pass
+"""
+
+
+def test_a_users_partitioner_by_module_and_class(tmp_path, monkeypatch, data):
+    (tmp_path / "mypartitions.py").write_text(PARTITIONER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = Partition(kind="mypartitions:RoundRobin", options={"offset": 1})
+    parts = partition(spec, data, 5, seed=0)
+    check_parts(parts, data, 5, 4)
+    assert parts[1][:2].tolist() == data.train[[0, 5]].tolist()
+    with pytest.raises(ValueError, match=r"partition\.options: .*offst"):
+        Partition(kind="mypartitions:RoundRobin", options={"offst": 1})
+    with pytest.raises(ValueError, match=r"is not a partitioner: it lacks assign"):
+        Partition(kind="mypartitions:NotOne")
+    with pytest.raises(
+        DataError,
+        match=r"partition\.kind: partitioner 'mypartitions:Broken' did "
+        r"not assign each of the 3200 training examples",
+    ):
+        partition(Partition(kind="mypartitions:Broken"), data, 5, seed=0)
+
+
+def test_instruction_data_partition_by_their_label_column(tmp_path):
+    rows = [
+        {"prompt": f"utterance {i}", "response": f"intent_{i % 3}", "category": f"c{i % 3}"}
+        for i in range(60)
+    ]
+    path = tmp_path / "intents.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = FileData(
+        kind="jsonl", path=str(path), prompt="prompt", response="response", label="category"
+    )
+    data = load_data(spec, "causal_lm", 0)
+    assert data.label_names == ("c0", "c1", "c2")
+    parts = partition(Partition(kind="natural", by="label", min_samples=1), data, 3, seed=0)
+    assert sorted(np.unique(data.labels[p]).tolist() for p in parts) == [[0], [1], [2]]
+    plain = FileData(kind="jsonl", path=str(path), prompt="prompt", response="response")
+    assert load_data(plain, "causal_lm", 0).labels is None  # no "label" column: none kept
+
+
+def test_scenario_names_partition_kind_and_allows_labelled_instructions(write_scenario):
+    def real(partition: dict, **data) -> dict:
+        training = {
+            "mode": "real",
+            "task": "causal_lm",
+            "partition": partition,
+            "data": {"kind": "jsonl", "path": "scenario.toml", **data},
+        }
+        return scenario_dict(
+            training=training, methods=[{"name": "fp16"}], evaluation={"targets": [10.0]}
+        )
+
+    with pytest.raises(ScenarioError, match=r"training\.partition.*unknown partitioner 'natral'"):
+        load_scenario(write_scenario(real({"kind": "natral"})))
+    with pytest.raises(ScenarioError, match=r"plain text has no labels to partition by"):
+        load_scenario(write_scenario(real({"kind": "natural"})))
+    labelled = real({"kind": "natural"}, prompt="p", response="r", label="intent")
+    assert load_scenario(write_scenario(labelled)).training.partition.kind == "natural"

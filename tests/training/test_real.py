@@ -119,6 +119,9 @@ def test_executors_agree_on_the_real_minilm_weights(write_scenario, tmp_path):
     manifest = json.loads((pool / "manifest.json").read_text())
     assert manifest["torch_threads"] == 2
     assert manifest["trainable_parameters"] == size  # the count survives without the states
+    # which of the 200 examples every evaluation scored: all 40 held out (eval_samples 64)
+    rows = manifest["evaluation_rows"]
+    assert len(rows) == 40 and rows == sorted(set(rows)) and rows[0] >= 0 and rows[-1] < 200
 
 
 def test_resume_after_interruption_is_exact(write_scenario, tiny_models, tmp_path, monkeypatch):
@@ -148,7 +151,9 @@ def test_final_adapter_loads_with_peft_and_scores_the_same(write_scenario, tiny_
     from simulator.training.models import load_tokenizer
 
     (arm,) = _run(write_scenario, real_scenario_dict(tiny_models["bert"]), tmp_path / "run")
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=4)
+    labels = json.loads((arm / "adapter" / "labels.json").read_text())
+    assert labels["id2label"] == {str(c): f"class{c}" for c in range(4)}
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], **labels)
     model = PeftModel.from_pretrained(base, arm / "adapter").eval()
     scenario = load_scenario(write_scenario(real_scenario_dict(tiny_models["bert"])))
     data = load_data(scenario.training.data, "classification", scenario.seed)
