@@ -200,11 +200,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Re-time a finished real run under other settings (usually the network), reusing every
     client-round and evaluation the cache holds, and say how much was reused."""
-    from simulator.experiment import check_out, prepare_out, run_scenario
+    from simulator.experiment import (
+        check_out,
+        load_resumable,
+        prepare_out,
+        run_scenario,
+        verify_arms,
+    )
     from simulator.recorder import read_json, replacing
     from simulator.scenario import apply_override, parse_override, scenario_from_dict
 
     run_dir = Path(args.run)
+    verify_arms(run_dir, load_resumable(run_dir)[0])  # the arms are this scenario's own
     raw = read_json(run_dir / "scenario.json")
     for item in args.set:
         apply_override(raw, *parse_override(item))
@@ -278,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace an existing run directory (kept until the new run has started)",
+        help="replace an existing run directory, if it holds only files fstq-sim wrote "
+        "(kept until the new run has started)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _cache_flags(p)

@@ -9,7 +9,6 @@ results do not depend on `jobs`.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from simulator.cache import ReplayCache
 from simulator.errors import RunDirError
 from simulator.experiment import prepare_out, run_scenario
+from simulator.recorder import is_run_dir, read_json, run_lock
 from simulator.scenario import Scenario, load_scenario, resolved_dict
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,25 @@ def run_seed(
     holds a different scenario."""
     scenario = load_scenario(scenario_file, [*overrides, f"seed={seed}"])
     folder = seed_dir(Path(out), seed)
-    saved = folder / "scenario.json"
-    if saved.exists():
-        if not _same_scenario(json.loads(saved.read_text(encoding="utf-8")), scenario):
-            raise RunDirError(
-                f"{saved}: holds a different scenario than this sweep's; choose another --out "
-                "or delete the folder"
-            )
-    else:
-        prepare_out(folder, Path(scenario_file), scenario)
+    if folder.is_dir() and any(folder.iterdir()) and not is_run_dir(folder):
+        raise RunDirError(
+            f"{folder}: a non-empty folder that is not a fstq-sim run directory; choose "
+            "another --out (nothing there is touched)"
+        )
     replay = None if cache is None else ReplayCache(Path(cache))
-    run_scenario(scenario, folder, resume=True, progress=False, source=scenario_file, cache=replay)
+    with run_lock(folder):
+        saved = folder / "scenario.json"
+        if saved.exists():
+            if not _same_scenario(read_json(saved), scenario):
+                raise RunDirError(
+                    f"{saved}: holds a different scenario than this sweep's; choose another "
+                    "--out or delete the folder"
+                )
+        else:
+            prepare_out(folder, Path(scenario_file), scenario)
+        run_scenario(
+            scenario, folder, resume=True, progress=False, source=scenario_file, cache=replay
+        )
     return folder
 
 

@@ -229,9 +229,11 @@ def test_a_failed_start_leaves_nothing_that_blocks_a_rerun(write_scenario, tmp_p
         main(["run", path, "--out", str(out), "--quiet"])
     assert not out.exists()
     monkeypatch.undo()
-    # a stub a killed start may leave (scenario files, no arm results) does not block either
-    out.mkdir()
-    (out / "scenario.json").write_text("{}")
+    # a stub a killed start may leave (marker, scenario files, no arm results) does not block
+    from simulator.recorder import run_lock
+
+    with run_lock(out):
+        (out / "scenario.json").write_text("{}")
     assert main(["run", path, "--out", str(out), "--quiet"]) == 0
 
 
