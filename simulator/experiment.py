@@ -36,6 +36,7 @@ from simulator.recorder import (
     foreign_entries,
     holds_results,
     is_arm_folder,
+    is_empty,
     is_run_dir,
     lower_is_better,
     read_json,
@@ -268,7 +269,7 @@ def check_out(out: Path, force: bool) -> None:
         raise RunDirError(
             f"--out {out}: is an arm folder of the run {out.parent}; choose another --out"
         )
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and not is_empty(out):
         if not is_run_dir(out):
             raise RunDirError(
                 f"--out {out}: a non-empty folder that is not a fstq-sim run directory (no "

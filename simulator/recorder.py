@@ -241,6 +241,12 @@ def foreign_entries(out: Path) -> list[Path]:
     return found
 
 
+def is_empty(folder: Path) -> bool:
+    """Whether a folder holds nothing but temporaries (another start may be writing its
+    marker)."""
+    return all(_is_temporary(p.name) for p in folder.iterdir())
+
+
 def is_arm_folder(path: Path) -> bool:
     """Whether `path` is one arm's folder of a run directory."""
     return (path / "manifest.json").is_file()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from simulator.cache import ReplayCache
 from simulator.errors import RunDirError
 from simulator.experiment import prepare_out, run_scenario
-from simulator.recorder import is_run_dir, read_json, run_lock
+from simulator.recorder import is_empty, is_run_dir, read_json, run_lock
 from simulator.scenario import Scenario, load_scenario, resolved_dict
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def run_seed(
     holds a different scenario."""
     scenario = load_scenario(scenario_file, [*overrides, f"seed={seed}"])
     folder = seed_dir(Path(out), seed)
-    if folder.is_dir() and any(folder.iterdir()) and not is_run_dir(folder):
+    if folder.is_dir() and not is_empty(folder) and not is_run_dir(folder):
         raise RunDirError(
             f"{folder}: a non-empty folder that is not a fstq-sim run directory; choose "
             "another --out (nothing there is touched)"
