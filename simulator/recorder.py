@@ -234,7 +234,7 @@ def foreign_entries(out: Path) -> list[Path]:
     for entry in sorted(out.iterdir()):
         if entry.name in RUN_DIR_FILES or entry.name in PLOT_FILES or _is_temporary(entry.name):
             continue
-        if entry.is_dir() and not entry.is_symlink():
+        if entry.is_dir() and not entry.is_symlink() and (entry / "rounds.csv").is_file():
             found += [p for p in sorted(entry.iterdir()) if not _ours_in_arm(p)]
         else:
             found.append(entry)
