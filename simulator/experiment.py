@@ -319,8 +319,7 @@ def load_resumable(out: Path) -> tuple[Scenario, list[str] | None]:
             f"--resume {out}: is an arm folder; resume its run directory: "
             f"fstq-sim run --resume {out.parent} --arms {out.name}"
         )
-    if out.is_dir():
-        recover_replaced(out)
+    recover_replaced(out)
     if out.is_dir() and not is_run_dir(out):
         raise RunDirError(
             f"--resume {out}: not a fstq-sim run directory (no {MARKER}); give the folder "

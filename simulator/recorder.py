@@ -323,7 +323,13 @@ def recover_replaced(out: Path) -> None:
     for aside in _asides(out, DISCARDED) + _asides(out, REPLACED):
         if aside.name.endswith(own):
             continue
-        lock = _acquire(aside)  # a --force start still running holds it
+        try:
+            lock = _acquire(aside)
+        except RunDirError:
+            raise RunDirError(
+                f"{aside}: set aside by a --force start of {out} that is still running; wait "
+                "for it to finish"
+            ) from None
         try:
             if DISCARDED in aside.name:
                 shutil.rmtree(aside)
