@@ -71,11 +71,15 @@ def _cache_dir(args: argparse.Namespace) -> str | None:
     return str(args.cache or default_replay_dir())
 
 
-def _open_cache(args: argparse.Namespace) -> Any:
+def _open_cache(args: argparse.Namespace, scenario: Any = None) -> Any:
+    """The replay cache (checked usable before the run starts); none for a surrogate
+    scenario, which trains nothing, so it never creates or needs the folder."""
     from simulator.cache import ReplayCache
 
     folder = _cache_dir(args)
-    return None if folder is None else ReplayCache(Path(folder))
+    if folder is None or (scenario is not None and scenario.training.mode == "surrogate"):
+        return None
+    return ReplayCache(Path(folder))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -112,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 tensorboard=board,
             )
 
-    cache = _open_cache(args)
+    cache = _open_cache(args, scenario)
     return _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
 
 
@@ -135,7 +139,7 @@ def _resume(args: argparse.Namespace) -> int:
             arms=arms,
             progress=not args.quiet,
             source=str(out / "scenario.json"),
-            cache=_open_cache(args),
+            cache=_open_cache(args, scenario),
             tensorboard=board,
         ),
         f"Continue with: fstq-sim run --resume {out}",
@@ -208,11 +212,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Re-time a finished real run under other settings (usually the network), reusing every
     client-round and evaluation the cache holds, and say how much was reused."""
-    from simulator.experiment import check_out, prepare_out, run_scenario
+    from simulator.experiment import (
+        check_out,
+        load_resumable,
+        prepare_out,
+        run_scenario,
+        verify_arms,
+    )
     from simulator.recorder import read_json, replacing
     from simulator.scenario import apply_override, parse_override, scenario_from_dict
 
     run_dir = Path(args.run)
+    verify_arms(run_dir, load_resumable(run_dir)[0])  # the arms are this scenario's own
     raw = read_json(run_dir / "scenario.json")
     for item in args.set:
         apply_override(raw, *parse_override(item))
@@ -317,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace an existing run directory (kept until the new run has started)",
+        help="replace an existing run directory, if it holds only files fstq-sim wrote "
+        "(kept until the new run has started)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _board_flag(p)

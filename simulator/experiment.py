@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import json
 import logging
 import math
 import statistics
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from simulator.cache import ReplayCache
@@ -27,11 +29,19 @@ from simulator.engine import Engine
 from simulator.errors import RunDirError
 from simulator.network.link import trace_files
 from simulator.recorder import (
+    MARKER,
     RUN_FILE,
     ArmRecorder,
     EvalRow,
+    foreign_entries,
+    holds_results,
+    is_arm_folder,
+    is_empty,
+    is_run_dir,
     lower_is_better,
     read_json,
+    recover_replaced,
+    run_lock,
     write_run_files,
 )
 from simulator.rounds import RoundOutcome
@@ -296,6 +306,8 @@ def _manifest(scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
         "scenario": scenario.name,
         "seed": scenario.seed,
         "mode": mode,
+        "scenario_sha256": digest(resolved_dict(scenario)),
+        "arm_sha256": digest(method.model_dump(mode="json")),
         "torch_threads": getattr(scenario.training, "threads", None),
         "traces": [
             {"path": str(p), "bytes": p.stat().st_size, "sha256": _sha256(p)}
@@ -304,38 +316,38 @@ def _manifest(scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
     }
 
 
-def _is_arm_folder(path: Path) -> bool:
-    return (path / "manifest.json").is_file()
-
-
-def _holds_results(out: Path) -> bool:
-    """Whether any arm of a run directory has started (a checkpoint or a summary)."""
-    started = ("checkpoint.json", "summary.json")
-    return any((arm / name).exists() for arm in out.iterdir() for name in started)
-
-
 def check_out(out: Path, force: bool) -> None:
     """Refuse an --out that cannot become this run's directory, before anything runs.
 
-    A folder that only a failed start left behind (scenario files, no arm results) is reused;
-    one with results needs --force; one that is not a run directory is never overwritten.
+    A run directory that only a failed start left behind (no arm results) is reused; one with
+    results needs --force, which replaces it only if it holds nothing fstq-sim did not write; a
+    folder that is not a run directory (no marker) is never written to.
     """
+    recover_replaced(out)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {out}: is a file, not a folder; choose a folder path")
-    if _is_arm_folder(out):
+    if is_arm_folder(out):
         raise RunDirError(
             f"--out {out}: is an arm folder of the run {out.parent}; choose another --out"
         )
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "scenario.json").is_file():
+    if out.is_dir() and not is_empty(out):
+        if not is_run_dir(out):
             raise RunDirError(
-                f"--out {out}: a non-empty folder that is not a fstq-sim run directory; "
-                "choose a new or empty folder (nothing there is touched)"
+                f"--out {out}: a non-empty folder that is not a fstq-sim run directory (no "
+                f"{MARKER}); choose a new or empty folder (nothing there is touched)"
             )
-        if _holds_results(out) and not force:
+        if holds_results(out) and not force:
             raise RunDirError(
                 f"{out}: already holds results; continue it with --resume {out}, "
                 "choose another --out, or pass --force to replace them"
+            )
+        foreign = foreign_entries(out)
+        if foreign and force:
+            names = ", ".join(str(p.relative_to(out)) for p in foreign[:5])
+            raise RunDirError(
+                f"--force {out}: holds files fstq-sim did not write ({names}"
+                f"{', ...' if len(foreign) > 5 else ''}); --force deletes only a run's own "
+                "files: move those out first"
             )
     ancestor = next(p for p in (out, *out.parents) if p.exists())
     if not ancestor.is_dir():
@@ -352,24 +364,124 @@ def check_out(out: Path, force: bool) -> None:
 def prepare_out(
     out: Path, scenario_file: Path | None, scenario: Scenario, arms: list[str] | None = None
 ) -> None:
-    """Write a run directory's scenario (resolved, and the file as given) and arm selection;
-    refuses a folder that already holds results (`replacing` sets them aside first)."""
+    """Write a run directory's marker, scenario (resolved, and the file as given) and arm
+    selection, under its lock; refuses a folder that already holds results (`replacing` sets
+    them aside first)."""
     check_out(out, force=False)
-    write_run_files(out, resolved_dict(scenario), arms, scenario_file)
+    with run_lock(out):
+        write_run_files(out, resolved_dict(scenario), arms, scenario_file)
 
 
 def load_resumable(out: Path) -> tuple[Scenario, list[str] | None]:
     """The resolved scenario saved in a run directory and the arms the run was started with
     (None: all)."""
-    if _is_arm_folder(out):
+    if is_arm_folder(out):
         raise RunDirError(
             f"--resume {out}: is an arm folder; resume its run directory: "
             f"fstq-sim run --resume {out.parent} --arms {out.name}"
+        )
+    recover_replaced(out)
+    if out.is_dir() and not is_run_dir(out):
+        raise RunDirError(
+            f"--resume {out}: not a fstq-sim run directory (no {MARKER}); give the folder "
+            "a run wrote"
         )
     raw = read_json(out / "scenario.json")
     scenario = scenario_from_dict(raw, str(out / "scenario.json"), base=out)
     saved = out / RUN_FILE
     return scenario, (read_json(saved).get("arms") if saved.exists() else None)
+
+
+def digest(data: Any) -> str:
+    """sha256 of a JSON value, independent of key order."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _normalised(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A saved resolved scenario read through today's schema, so a default added since it was
+    written is no difference (as saved when today's schema refuses it)."""
+    try:
+        return resolved_dict(Scenario.model_validate(resolved))
+    except ValidationError:
+        return resolved
+
+
+def by_content(value: Any) -> Any:
+    """A resolved scenario with each existing file named by its bytes' sha256 and trace_dir left
+    out (its files are listed one by one), so a run or sweep resumes over byte-identical traces and
+    data that moved (e.g. the shipped copies in traces/ of files once read from elsewhere)."""
+    if isinstance(value, dict):
+        return {k: by_content(v) for k, v in value.items() if k != "trace_dir"}
+    if isinstance(value, list):
+        return [by_content(v) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_file():
+        return hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return value
+
+
+def differences(before: Any, after: Any, key: str = "") -> list[str]:
+    """The dotted keys where two JSON values differ, each with both values."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            line
+            for name in sorted(set(before) | set(after), key=str)
+            for line in differences(
+                before.get(name, "<absent>"), after.get(name, "<absent>"), f"{key}.{name}"
+            )
+        ]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [
+            line
+            for i, (b, a) in enumerate(zip(before, after, strict=True))
+            for line in differences(b, a, f"{key}[{i}]")
+        ]
+    if before == after:
+        return []
+    return [f"{key.lstrip('.')} ({json.dumps(before)} then, {json.dumps(after)} now)"]
+
+
+def verify_arms(out: Path, scenario: Scenario, names: list[str] | None = None) -> None:
+    """Check that every started arm of a run directory (of `names`; None: all) continues the
+    scenario it started with: its own record of the scenario, the hashes in its manifest, and
+    no more rounds done than the scenario asks for. A mismatch names the keys that differ."""
+    resolved = resolved_dict(scenario)
+    methods = {m["name"]: m for m in resolved["methods"]}
+    for folder in sorted(p for p in out.iterdir() if is_arm_folder(p)):
+        if names is not None and folder.name not in names:
+            continue
+        manifest = read_json(folder / "manifest.json")
+        recorded = read_json(folder / "scenario.json")
+        fix = f"run it into a new --out, or delete {folder} to rerun that arm"
+        if "scenario_sha256" in manifest and digest(recorded) != manifest["scenario_sha256"]:
+            raise RunDirError(
+                f"{folder / 'scenario.json'}: changed since the arm started (its sha256 is not "
+                f"the one in manifest.json); {fix}"
+            )
+        changed = differences(by_content(_normalised(recorded)), by_content(resolved))
+        if changed:
+            raise RunDirError(
+                f"{folder}: started with another scenario than {out / 'scenario.json'}; "
+                f"differs at {'; '.join(changed[:8])}; {fix}"
+            )
+        method = methods.get(folder.name)
+        arm_hash = manifest.get("arm_sha256")
+        if (
+            method is None
+            or manifest.get("arm", folder.name) != folder.name
+            or (arm_hash is not None and arm_hash != digest(method))
+        ):
+            raise RunDirError(
+                f"{folder}: holds arm {manifest.get('arm')!r}, which is not the arm "
+                f"{folder.name!r} of {out / 'scenario.json'}; {fix}"
+            )
+        checkpoint = folder / "checkpoint.json"
+        done = read_json(checkpoint)["state"]["next_round"] - 1 if checkpoint.exists() else 0
+        if done > scenario.server.rounds:
+            raise RunDirError(
+                f"{folder}: has done {done} rounds, more than server.rounds = "
+                f"{scenario.server.rounds} of {out / 'scenario.json'}; {fix}"
+            )
 
 
 def run_scenario(
@@ -384,10 +496,31 @@ def run_scenario(
     cache: ReplayCache | None = None,
     tensorboard: Path | None = None,
 ) -> list[Path]:
-    """Run (or finish) every selected arm; returns the arm folders. on_start is called once
-    the world and the trainers are built, before the first arm runs. With a cache, real
-    client-rounds and evaluations seen before are read from it (the same bytes). With a
-    tensorboard folder, each arm's rows also go to event files in tensorboard/<arm>."""
+    """Run (or finish) every selected arm under the run directory's lock; returns the arm
+    folders. A resumed run first checks that each started arm continues this scenario. on_start
+    is called once the world and the trainers are built, before the first arm runs. With a
+    cache, real client-rounds and evaluations seen before are read from it (the same bytes).
+    With a tensorboard folder, each arm's rows also go to event files in tensorboard/<arm>."""
+    with run_lock(out):
+        if resume:
+            verify_arms(out, scenario, arms)
+        return _run_arms(
+            scenario, out, resume, arms, progress, source, world, on_start, cache, tensorboard
+        )
+
+
+def _run_arms(
+    scenario: Scenario,
+    out: Path,
+    resume: bool,
+    arms: list[str] | None,
+    progress: bool,
+    source: str,
+    world: World | None,
+    on_start: Callable[[], None],
+    cache: ReplayCache | None,
+    tensorboard: Path | None,
+) -> list[Path]:
     methods = [m for m in scenario.methods if arms is None or m.name in arms]
     world = world or build_world(scenario, source)
     folders = []

@@ -12,10 +12,14 @@ Layout of `OUT/<arm>/`:
     partition.csv   samples (and labels or groups) per client
     state-r<k>.npz  the arrays to resume from after round k (the checkpoint records its sha256)
     adapter/        the final adapter (PEFT save_pretrained), generations.json its answers
-and in OUT/ itself: scenario.json (resolved), scenario.toml (as given), run.json (--arms).
+and in OUT/ itself: fstq-sim-run.json (the marker, written first), .fstq-sim.lock (the lock),
+scenario.json (resolved), scenario.toml (as given), run.json (--arms).
 
-This module is the only writer of a run directory: every file goes through a temporary name
-and a rename, so a reader (or a crash) never sees half a file.
+This module is the only writer of a run directory: every file goes through a unique temporary
+name and a rename, so a reader (or a crash) never sees half a file. A folder is a run directory
+by its marker, never by a file name a user may have; one process at a time writes it (an flock
+that the OS releases when the process dies, so a killed run can resume); a run deletes nothing
+it did not write.
 
 Rows are appended and flushed every round, then the checkpoint is replaced atomically
 (written, fsynced, renamed). Resuming truncates each CSV to the offsets in the checkpoint, so
@@ -27,12 +31,15 @@ Floats are written with repr(), which round-trips exactly and is platform-indepe
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,11 +48,38 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from simulator.errors import RunDirError
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 3
 RUN_FILE = "run.json"  # what `run` was asked for beyond the scenario (the --arms selection)
+MARKER = "fstq-sim-run.json"  # makes a folder a run directory; written before anything else
+MARKER_FORMAT = "fstq-sim run directory"
+LOCK_FILE = ".fstq-sim.lock"
+REPLACED = ".replaced-"  # `.OUT.replaced-PID`: an old run directory a --force start set aside
+DISCARDED = ".discard-"  # `.OUT.discard-PID`: one the started new run is deleting
+RUN_DIR_FILES = frozenset({MARKER, LOCK_FILE, "scenario.json", "scenario.toml", RUN_FILE})
+ARM_FILES = frozenset(
+    {
+        "rounds.csv",
+        "clients.csv",
+        "evals.csv",
+        "summary.json",
+        "manifest.json",
+        "scenario.json",
+        "checkpoint.json",
+        "partition.csv",
+        "generations.json",
+        "adapter",
+    }
+)
+# what `fstq-sim plot RUN` writes into a run or arm folder
+PLOT_FILES = frozenset(
+    f"{kind}.png" for kind in ("quality_vs_time", "quality_bytes", "round_cdf", "timeline", "bits")
+)
 LOWER_IS_BETTER = ("loss", "nll", "perplexity")  # evals.csv metrics that fall as models improve
 
 
@@ -129,25 +163,42 @@ _PACKAGES = (
 )
 
 
+def _temporary(path: Path) -> Path:
+    """A temporary name beside `path` that no other writer can share."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+@contextmanager
+def _replaced_atomically(path: Path) -> Iterator[Path]:
+    """Yield a unique temporary path to fill; rename it onto `path` if the block succeeds,
+    remove it if not."""
+    tmp = _temporary(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with _replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A whole CSV table (header, rows; the csv module's default dialect), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with _replaced_atomically(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_run_files(
@@ -159,36 +210,193 @@ def write_run_files(
     write_json_atomic(out / "scenario.json", resolved)
     write_json_atomic(out / RUN_FILE, {"arms": arms})
     if scenario_file is not None:
-        tmp = out / "scenario.toml.tmp"
-        shutil.copyfile(scenario_file, tmp)
-        os.replace(tmp, out / "scenario.toml")
+        with _replaced_atomically(out / "scenario.toml") as tmp:
+            shutil.copyfile(scenario_file, tmp)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _ours_in_arm(entry: Path) -> bool:
+    name = entry.name
+    return (
+        name in ARM_FILES
+        or name in PLOT_FILES
+        or _is_temporary(name)
+        or (name.startswith("state-r") and name.endswith(".npz"))
+    )
+
+
+def foreign_entries(out: Path) -> list[Path]:
+    """What a run directory holds that fstq-sim did not write (a run never deletes those)."""
+    found = []
+    for entry in sorted(out.iterdir()):
+        if entry.name in RUN_DIR_FILES or entry.name in PLOT_FILES or _is_temporary(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink() and (entry / "rounds.csv").is_file():
+            found += [p for p in sorted(entry.iterdir()) if not _ours_in_arm(p)]
+        else:
+            found.append(entry)
+    return found
+
+
+def is_empty(folder: Path) -> bool:
+    """Whether a folder holds nothing but temporaries (another start may be writing its
+    marker)."""
+    return all(_is_temporary(p.name) for p in folder.iterdir())
+
+
+def is_arm_folder(path: Path) -> bool:
+    """Whether `path` is one arm's folder of a run directory."""
+    return (path / "manifest.json").is_file()
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a run directory: it holds the marker, or, written before the marker
+    existed, exactly the old layout (scenario.json, run.json, arm folders and nothing else)."""
+    marker = path / MARKER
+    if marker.is_file():
+        try:
+            return json.loads(marker.read_text(encoding="utf-8")).get("format") == MARKER_FORMAT
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            return False
+    return (
+        path.is_dir()
+        and (path / "scenario.json").is_file()
+        and (path / RUN_FILE).is_file()
+        and any(is_arm_folder(p) for p in path.iterdir())
+        and not foreign_entries(path)
+    )
+
+
+def holds_results(out: Path) -> bool:
+    """Whether any arm of a run directory has started (a checkpoint or a summary)."""
+    started = ("checkpoint.json", "summary.json")
+    return any((arm / name).exists() for arm in out.iterdir() for name in started)
+
+
+def _acquire(out: Path) -> FileLock:
+    """Take `out`'s lock without waiting, or say which folder another process holds."""
+    lock = FileLock(out / LOCK_FILE, timeout=0, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunDirError(
+            f"{out}: in use by another fstq-sim process (it holds {out / LOCK_FILE}); wait for "
+            f"it to finish, or stop it and continue with: fstq-sim run --resume {out}"
+        ) from None
+    return lock
+
+
+_HELD: dict[Path, FileLock] = {}  # the run directories this process holds the lock of
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold `out`'s lock while the block runs (re-entrant within a process); creates the folder
+    and its marker first when they are missing (a folder written before the marker gets it)."""
+    key = out.resolve()
+    if key in _HELD:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).is_file():
+        marker = {"format": MARKER_FORMAT, "schema_version": SCHEMA_VERSION, "created": _now()}
+        write_json_atomic(out / MARKER, marker)
+    _HELD[key] = _acquire(out)
+    try:
+        yield
+    finally:
+        _HELD.pop(key).release()
+
+
+def _asides(out: Path, kind: str) -> list[Path]:
+    return sorted(out.parent.glob(f".{glob.escape(out.name)}{kind}*"))
+
+
+def recover_replaced(out: Path) -> None:
+    """Deal with what an interrupted --force start left beside `out`: an old run directory set
+    aside before the new run started is put back (if `out` holds no results; otherwise it is
+    named, untouched); one the started new run was deleting is deleted."""
+    own = f"{REPLACED}{os.getpid()}"
+    for aside in _asides(out, DISCARDED) + _asides(out, REPLACED):
+        if aside.name.endswith(own):
+            continue
+        try:
+            lock = _acquire(aside)
+        except RunDirError:
+            raise RunDirError(
+                f"{aside}: set aside by a --force start of {out} that is still running; wait "
+                "for it to finish"
+            ) from None
+        try:
+            if DISCARDED in aside.name:
+                shutil.rmtree(aside)
+            elif not out.exists() or (
+                is_run_dir(out) and not holds_results(out) and not foreign_entries(out)
+            ):
+                shutil.rmtree(out, ignore_errors=True)
+                os.replace(aside, out)
+                log.warning(
+                    "%s: put back from %s, where a --force start that was interrupted had set "
+                    "it aside",
+                    out,
+                    aside.name,
+                )
+            else:
+                raise RunDirError(
+                    f"{aside}: an earlier run directory of {out}, set aside by a --force start "
+                    f"that was interrupted; {out} now holds other results, so both are left as "
+                    f"they are: rename it (mv {aside} <new name>) or delete it"
+                )
+        finally:
+            lock.release()
 
 
 @contextmanager
 def replacing(out: Path) -> Iterator[Callable[[], None]]:
-    """Set an existing run directory aside while a new run starts in its place: if the new run
-    fails before it has started (the callable yielded marks that), the old one is put back; once
-    it has started, the old one is deleted."""
-    aside = None
-    if out.is_dir() and any(out.iterdir()):
-        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    """Take `out` for a new run, under its lock for the run's life. A run directory with results
+    there (its lock taken first) is set aside; if the new run fails before it has started (the
+    callable yielded marks that), what this start wrote is removed and the old one put back;
+    once it has started, the old one is deleted."""
+    created = not out.exists()
+    aside: Path | None = None
+    old_lock: FileLock | None = None
+    if not created and holds_results(out):
+        old_lock = _acquire(out)
+        aside = out.with_name(f".{out.name}{REPLACED}{os.getpid()}")
         os.replace(out, aside)
     started = False
 
     def start() -> None:
-        nonlocal started
-        if not started and aside is not None:
-            shutil.rmtree(aside)
+        nonlocal started, old_lock
+        if not started and aside is not None and old_lock is not None:
+            doomed = out.with_name(f".{out.name}{DISCARDED}{os.getpid()}")
+            os.replace(aside, doomed)
+            old_lock.release()
+            old_lock = None
+            shutil.rmtree(doomed)
         started = True
 
     try:
-        yield start
+        with run_lock(out):
+            try:
+                yield start
+            except BaseException:
+                if not started and (created or aside is not None):
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
     except BaseException:
-        if not started:
-            shutil.rmtree(out, ignore_errors=True)
-            if aside is not None:
+        if not started and aside is not None:
+            try:
                 os.replace(aside, out)
+            except OSError:
+                log.warning("%s: kept at %s (%s is in use)", out, aside, out)
         raise
+    finally:
+        if old_lock is not None:
+            old_lock.release()
 
 
 def _sha256(path: Path) -> str:
@@ -250,7 +458,7 @@ class ArmRecorder:
             self.manifest["host_start"] = _now()
         self.manifest.update(packages=package_versions(), host=platform.node(), argv=sys.argv)
         write_json_atomic(folder / "manifest.json", self.manifest)
-        if scenario is not None:
+        if scenario is not None and self.checkpoint is None:  # a resumed arm keeps its record
             write_json_atomic(folder / "scenario.json", scenario)
 
     def _check_schema(self, data: dict[str, Any]) -> None:
@@ -304,23 +512,19 @@ class ArmRecorder:
         """A folder that `save` fills (e.g. PEFT's save_pretrained), put in place by a rename
         once complete; an older one of that name is replaced."""
         final = self.folder / name
-        tmp = self.folder / f"{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with _replaced_atomically(final) as tmp:
+            save(tmp)
+            shutil.rmtree(final, ignore_errors=True)
 
     def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, str]:
         """Named arrays as `<name>.npz` (fsynced, renamed); returns the reference a checkpoint
         keeps (file and sha256). Arrays files older than the previous one are deleted: no
         checkpoint can still point at them."""
         path = self.folder / f"{name}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with _replaced_atomically(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
         self._prune_arrays({path.name, self._arrays})
         self._arrays = path.name
         return {"arrays": path.name, "sha256": _sha256(path)}
@@ -338,7 +542,7 @@ class ArmRecorder:
             return {name: loaded[name] for name in loaded.files}
 
     def _prune_arrays(self, keep: set[str | None]) -> None:
-        for path in self.folder.glob("*.npz"):
+        for path in self.folder.glob("state-r*.npz"):  # only the arrays files it writes
             if path.name not in keep:
                 path.unlink()
 

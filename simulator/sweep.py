@@ -9,21 +9,19 @@ results do not depend on `jobs`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from simulator.cache import ReplayCache
 from simulator.errors import RunDirError
-from simulator.experiment import prepare_out, run_scenario
+from simulator.experiment import by_content, prepare_out, run_scenario
+from simulator.recorder import is_empty, is_run_dir, read_json, run_lock
 from simulator.scenario import Scenario, load_scenario, resolved_dict
 
 log = logging.getLogger(__name__)
@@ -42,17 +40,25 @@ def run_seed(
     holds a different scenario."""
     scenario = load_scenario(scenario_file, [*overrides, f"seed={seed}"])
     folder = seed_dir(Path(out), seed)
-    saved = folder / "scenario.json"
-    if saved.exists():
-        if not _same_scenario(json.loads(saved.read_text(encoding="utf-8")), scenario):
-            raise RunDirError(
-                f"{saved}: holds a different scenario than this sweep's; choose another --out "
-                "or delete the folder"
-            )
-    else:
-        prepare_out(folder, Path(scenario_file), scenario)
+    if folder.is_dir() and not is_empty(folder) and not is_run_dir(folder):
+        raise RunDirError(
+            f"{folder}: a non-empty folder that is not a fstq-sim run directory; choose "
+            "another --out (nothing there is touched)"
+        )
     replay = None if cache is None else ReplayCache(Path(cache))
-    run_scenario(scenario, folder, resume=True, progress=False, source=scenario_file, cache=replay)
+    with run_lock(folder):
+        saved = folder / "scenario.json"
+        if saved.exists():
+            if not _same_scenario(read_json(saved), scenario):
+                raise RunDirError(
+                    f"{saved}: holds a different scenario than this sweep's; choose another "
+                    "--out or delete the folder"
+                )
+        else:
+            prepare_out(folder, Path(scenario_file), scenario)
+        run_scenario(
+            scenario, folder, resume=True, progress=False, source=scenario_file, cache=replay
+        )
     return folder
 
 
@@ -63,20 +69,7 @@ def _same_scenario(saved: dict, scenario: Scenario) -> bool:
         before = Scenario.model_validate(saved)
     except ValidationError:
         return False
-    return _by_content(resolved_dict(before)) == _by_content(resolved_dict(scenario))
-
-
-def _by_content(value: Any) -> Any:
-    """A resolved scenario with each existing file named by its bytes' sha256 and trace_dir left
-    out (its files are listed one by one), so a sweep resumes over byte-identical traces and
-    data that moved (e.g. the shipped copies in traces/ of files once read from elsewhere)."""
-    if isinstance(value, dict):
-        return {k: _by_content(v) for k, v in value.items() if k != "trace_dir"}
-    if isinstance(value, list):
-        return [_by_content(v) for v in value]
-    if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_file():
-        return hashlib.sha256(Path(value).read_bytes()).hexdigest()
-    return value
+    return by_content(resolved_dict(before)) == by_content(resolved_dict(scenario))
 
 
 @dataclass(frozen=True)

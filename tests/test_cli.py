@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -229,9 +230,11 @@ def test_a_failed_start_leaves_nothing_that_blocks_a_rerun(write_scenario, tmp_p
         main(["run", path, "--out", str(out), "--quiet"])
     assert not out.exists()
     monkeypatch.undo()
-    # a stub a killed start may leave (scenario files, no arm results) does not block either
-    out.mkdir()
-    (out / "scenario.json").write_text("{}")
+    # a stub a killed start may leave (marker, scenario files, no arm results) does not block
+    from simulator.recorder import run_lock
+
+    with run_lock(out):
+        (out / "scenario.json").write_text("{}")
     assert main(["run", path, "--out", str(out), "--quiet"]) == 0
 
 
@@ -290,3 +293,83 @@ def test_every_argument_has_help_text():
 
     missing = [a.dest for a in walk(build_parser()) if not a.help]
     assert missing == []
+
+
+# --- issue 23: run directories are known by their marker; nothing else is ever deleted --------
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_user_folder_holding_a_scenario_json_is_never_touched(
+    write_scenario, tmp_path, capsys, force
+):
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    (mine / "scenario.json").write_text('{"mine": true}')
+    (mine / "notes.txt").write_text("keep me")
+    before = _files(mine)
+    args = ["run", str(write_scenario(scenario_dict())), "--out", str(mine), "--quiet"]
+    assert main(args + ["--force"] * force) == 2
+    assert "not a fstq-sim run directory (no fstq-sim-run.json)" in capsys.readouterr().err
+    assert _files(mine) == before
+    assert main(["run", "--resume", str(mine), "--quiet"]) == 2
+    assert "not a fstq-sim run directory" in capsys.readouterr().err
+    assert _files(mine) == before
+
+
+def test_force_replaces_a_run_directory_only_if_it_holds_nothing_but_its_own_files(
+    write_scenario, tmp_path, capsys
+):
+    path = str(write_scenario(scenario_dict()))
+    out = tmp_path / "run"
+    assert main(["run", path, "--out", str(out), "--quiet"]) == 0
+    assert (out / "fstq-sim-run.json").is_file()
+    assert main(["plot", str(out)]) == 0  # a plot is the tool's own file too
+    (out / "dense" / "my-notes.md").write_text("mine")
+    (out / "extra").mkdir()
+    before = _files(out)
+    assert main(["run", path, "--out", str(out), "--force", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds files fstq-sim did not write (dense/my-notes.md, extra)" in err
+    assert _files(out) == before
+    (out / "dense" / "my-notes.md").unlink()
+    (out / "extra").rmdir()
+    assert main(["run", path, "--out", str(out), "--force", "--quiet"]) == 0
+
+
+def test_replay_checks_the_run_it_starts_from_and_keeps_its_set_changes(
+    write_scenario, tmp_path, capsys
+):
+    path = str(write_scenario(scenario_dict()))
+    run, again, cache = tmp_path / "run", tmp_path / "again", str(tmp_path / "cache")
+    assert main(["run", path, "--out", str(run), "--quiet"]) == 0
+    slower = "network.uplink.mbps=0.5"
+    replay = ["replay", str(run), "--set", slower, "--out", str(again), "--quiet", "--cache", cache]
+    assert main(replay) == 0
+    assert json.loads((again / "scenario.json").read_text())["network"]["uplink"]["mbps"] == 0.5
+    manifest = json.loads((again / "dense" / "manifest.json").read_text())
+    assert (
+        manifest["scenario_sha256"]
+        != json.loads((run / "dense" / "manifest.json").read_text())["scenario_sha256"]
+    )
+    assert main(["run", "--resume", str(again), "--quiet"]) == 0  # a replay resumes as itself
+    # the run's scenario.json edited after it ran: not the run it claims to be
+    raw = json.loads((run / "scenario.json").read_text())
+    raw["methods"][0]["payload_mb"] = 9.0
+    (run / "scenario.json").write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert main([*replay[:-2], "--force", "--cache", cache]) == 2
+    assert "methods[0].payload_mb (1.0 then, 9.0 now)" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+
+
+def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(write_scenario, tmp_path):
+    """A surrogate scenario trains nothing: an unusable cache path (a file) does not stop it,
+    and the default cache folder is not created for it."""
+    taken = tmp_path / "cache.txt"
+    taken.write_text("not a folder")
+    path = write_scenario(scenario_dict())
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--cache", str(taken)]) == 0
+    assert main(["run", "--resume", str(out), "--quiet", "--cache", str(taken)]) == 0
+    assert taken.read_text() == "not a folder" and (out / "dense" / "summary.json").is_file()

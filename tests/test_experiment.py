@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from conftest import (
 )
 
 from simulator.errors import RunDirError
-from simulator.experiment import load_resumable, prepare_out, run_scenario
+from simulator.experiment import load_resumable, prepare_out, run_scenario, verify_arms
 from simulator.rounds import COUNTED
 from simulator.scenario import load_scenario
 
@@ -116,3 +117,84 @@ def test_shipped_strategy_scenarios_run_in_surrogate_mode(name, tmp_path, reques
         assert {c["status"] for c in clients} <= set(COUNTED) | {"ok"}
         # versions are FedBuff's: every client-round trained on one, none elsewhere
         assert {c["version"] == "" for c in clients} == {name != "fedbuff"}
+
+
+# --- issue 23: a resumed arm continues the scenario it started with, or says what differs ----
+
+
+def _cut(path: Path, out: Path, monkeypatch) -> None:
+    """arm `dense` complete, arm `small` interrupted after 4 of its 8 rounds."""
+    interrupt_at_append(monkeypatch, 9 + 5, lambda: _run(path, out))
+
+
+def _edit(path: Path, change) -> None:
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+def _resume(out: Path) -> list[Path]:
+    return run_scenario(load_resumable(out)[0], out, resume=True, progress=False)
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_an_edited_scenario_naming_the_key(write_scenario, tmp_path, monkeypatch):
+    path, _ = _hetero(write_scenario)
+    out = tmp_path / "cut"
+    _cut(path, out, monkeypatch)
+    _edit(out / "scenario.json", lambda raw: raw["methods"][1].update(payload_mb=8.0))
+    before = _snapshot(out)
+    with pytest.raises(RunDirError, match=r"methods\[1\]\.payload_mb \(0\.5 then, 8\.0 now\)"):
+        _resume(out)
+    assert _snapshot(out) == before  # the record of the original scenario is kept
+
+
+def test_resume_refuses_fewer_rounds_than_already_done(write_scenario, tmp_path, monkeypatch):
+    path, _ = _hetero(write_scenario)
+    out = tmp_path / "cut"
+    _cut(path, out, monkeypatch)
+    _edit(out / "scenario.json", lambda raw: raw["server"].update(rounds=2))
+    with pytest.raises(RunDirError, match=r"server\.rounds \(8 then, 2 now\)"):
+        _resume(out)
+    # the arms' own records edited the same way: their manifests' hashes say so
+    for arm in ("dense", "small"):
+        _edit(out / arm / "scenario.json", lambda raw: raw["server"].update(rounds=2))
+    with pytest.raises(RunDirError, match=r"dense/scenario\.json: changed since the arm started"):
+        _resume(out)
+    # folders written before the hashes existed: the rounds done still are checked
+    for arm in ("dense", "small"):
+        _edit(out / arm / "manifest.json", lambda raw: raw.pop("scenario_sha256"))
+    with pytest.raises(RunDirError, match="dense: has done 8 rounds, more than server.rounds = 2"):
+        _resume(out)
+
+
+def test_resume_refuses_an_arm_folder_of_another_scenario(write_scenario, tmp_path, monkeypatch):
+    path, _ = _hetero(write_scenario)
+    out = tmp_path / "cut"
+    _cut(path, out, monkeypatch)
+    other = load_resumable(out)[0].model_copy(update={"seed": 8})
+    run_scenario(other, tmp_path / "other", progress=False)
+    shutil.rmtree(out / "small")
+    shutil.copytree(tmp_path / "other" / "small", out / "small")
+    with pytest.raises(RunDirError, match=r"small: started with another .* seed \(8 then, 7 now\)"):
+        _resume(out)
+    # an arm folder under another arm's name
+    shutil.rmtree(out / "small")
+    shutil.copytree(out / "dense", out / "small")
+    with pytest.raises(RunDirError, match="holds arm 'dense', which is not the arm 'small'"):
+        _resume(out)
+
+
+def test_committed_results_resume_checks_pass(tmp_path):
+    """Run directories written before the marker and the hashes still verify as themselves."""
+    for folder in sorted(PROJECT_ROOT.glob("results/*/seed-0")):
+        copy = tmp_path / folder.parent.name
+        shutil.copytree(folder, copy)
+        scenario, _ = load_resumable(copy)
+        verify_arms(copy, scenario)
+        _edit(copy / "scenario.json", lambda raw: raw["server"].update(rounds=1))
+        with pytest.raises(RunDirError, match=r"server\.rounds \(\d+ then, 1 now\)"):
+            verify_arms(copy, load_resumable(copy)[0])

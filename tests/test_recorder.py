@@ -5,23 +5,33 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 
 from simulator.errors import RunDirError
 from simulator.recorder import (
     CLIENT_COLUMNS,
     EVAL_COLUMNS,
+    MARKER,
     ROUND_COLUMNS,
     SCHEMA_VERSION,
     TABLES,
     ArmRecorder,
+    foreign_entries,
+    is_run_dir,
     lower_is_better,
     package_versions,
     read_json,
+    run_lock,
     write_json_atomic,
 )
+
+ROOT = str(PROJECT_ROOT)
 
 MANIFEST = {"seed": 7, "mode": "surrogate", "method": "dense"}
 
@@ -262,3 +272,106 @@ def test_package_versions_lists_python_and_installed_packages_only():
     assert found["python"].count(".") == 2
     assert "numpy" in found and "simpy" in found
     assert all(isinstance(v, str) and v for v in found.values())
+
+
+# --- issue 23: a run directory is known by its marker, has one writer, keeps what is not its own
+
+
+def _legacy_run(folder: Path) -> Path:
+    """The layout a run wrote before the marker existed: scenario.json, run.json, arm folders."""
+    recorder = ArmRecorder(folder / "dense", MANIFEST, resume=False)
+    recorder.append(_rows(1), {})
+    recorder.close()
+    write_json_atomic(folder / "scenario.json", {"name": "x"})
+    write_json_atomic(folder / "run.json", {"arms": None})
+    return folder
+
+
+def test_a_folder_is_a_run_directory_by_its_marker_not_by_a_file_name(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "scenario.json").write_text("{}")  # a user's file that happens to have the name
+    (mine / "run.json").write_text("{}")
+    assert not is_run_dir(mine)
+    (mine / MARKER).write_text('{"format": "something else"}')
+    assert not is_run_dir(mine)
+    (mine / MARKER).write_text("not json")
+    assert not is_run_dir(mine)
+    fresh = tmp_path / "fresh"
+    with run_lock(fresh):
+        marker = read_json(fresh / MARKER)
+    assert is_run_dir(fresh)
+    assert marker["format"] == "fstq-sim run directory"
+    assert marker["schema_version"] == SCHEMA_VERSION
+
+
+def test_the_old_layout_is_a_run_directory_only_with_nothing_foreign_in_it(tmp_path):
+    legacy = _legacy_run(tmp_path / "old")
+    (legacy / "quality_vs_time.png").write_bytes(b"png")  # written by `fstq-sim plot`
+    assert is_run_dir(legacy) and foreign_entries(legacy) == []
+    (legacy / "dense" / "notes.txt").write_text("mine")
+    assert not is_run_dir(legacy)
+    assert foreign_entries(legacy) == [legacy / "dense" / "notes.txt"]
+    # a locked use (a resume) gives an old run directory its marker
+    (legacy / "dense" / "notes.txt").unlink()
+    with run_lock(legacy):
+        pass
+    assert read_json(legacy / MARKER)["format"] == "fstq-sim run directory"
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in PROJECT_ROOT.glob("results/*/seed-*")))
+def test_committed_results_are_recognised_as_run_directories(path):
+    assert is_run_dir(Path(path))
+    assert foreign_entries(Path(path)) == []
+
+
+def test_the_lock_is_reentrant_in_a_process_and_refuses_another_process(tmp_path):
+    out = tmp_path / "run"
+    script = (
+        "import sys; from pathlib import Path; from simulator.recorder import run_lock\n"
+        "with run_lock(Path(sys.argv[1])): pass\n"
+    )
+    with run_lock(out), run_lock(out):  # nested: the same holder
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(out)], capture_output=True, text=True, cwd=ROOT
+        )
+        assert proc.returncode == 1 and "in use by another fstq-sim process" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=ROOT)
+    assert proc.returncode == 0  # released when the block ends
+
+
+def test_atomic_writes_from_two_processes_never_share_a_temporary(tmp_path):
+    """Two writers replacing one file many times: each write is whole and no temporary is
+    left (a fixed `name.tmp` lets one writer rename the other's half-written file)."""
+    target = tmp_path / "data.json"
+    script = (
+        "import sys; from pathlib import Path; from simulator.recorder import write_json_atomic\n"
+        "for i in range(300):\n"
+        "    write_json_atomic(Path(sys.argv[1]), {'writer': sys.argv[2], 'i': i, "
+        "'pad': 'x' * 20000})\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(target), w], cwd=ROOT)
+        for w in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    final = read_json(target)
+    assert final["writer"] in ("a", "b") and final["i"] == 299
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json"]
+
+
+def test_a_failed_write_leaves_no_temporary_and_arrays_pruning_keeps_other_npz(tmp_path):
+    recorder = ArmRecorder(tmp_path, MANIFEST, resume=False)
+    (tmp_path / "mine.npz").write_bytes(b"user data")
+    recorder.write_arrays("state-r1", {"g": np.zeros(3)})
+    recorder.write_arrays("state-r2", {"g": np.ones(3)})
+    recorder.write_arrays("state-r3", {"g": np.ones(3)})
+    recorder.close()
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "mine.npz",
+        "state-r2.npz",
+        "state-r3.npz",
+    ]
+    with pytest.raises(TypeError):
+        recorder.write_json("x.json", {"a": object()})
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "x.json").exists()
