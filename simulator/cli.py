@@ -201,10 +201,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or args.jobs < 1:
         raise SimulatorError("--seeds and --jobs must be at least 1")
-    name = load_scenario(args.scenario, args.set).name
-    out = Path(args.out) if args.out else Path("runs") / f"{name}-sweep"
+    scenario = load_scenario(args.scenario, args.set)
+    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-sweep"
+    cache = _open_cache(args, scenario)  # checked before any seed folder is written
+    folder = None if cache is None else str(cache.root)
     return _run_and_list(
-        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs, _cache_dir(args)),
+        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs, folder),
         "Rerun the same command to resume.",
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import interrupt_at_append, scenario_dict
+from conftest import interrupt_at_append, real_scenario_dict, scenario_dict
 
 from simulator.cli import main
 from simulator.sweep import sweep
@@ -65,3 +65,25 @@ def test_sweep_resumes_over_moved_identical_traces_not_changed_ones(
     assert sweep_over(moved) == 0
     assert sweep_over(changed) == 2
     assert "holds a different scenario" in capsys.readouterr().err
+
+
+def test_sweep_checks_the_cache_before_any_seed_starts(
+    write_scenario, tmp_path, minilm_path, capsys
+):
+    """A real sweep given a file as --cache stops before its progress bar or any seed folder;
+    a surrogate sweep trains nothing, so the same path does not stop it (as with `run`)."""
+    taken = tmp_path / "cache.txt"
+    taken.write_text("not a folder")
+    real = write_scenario(real_scenario_dict(minilm_path), "real.toml")
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(real), "--seeds", "2", "--out", str(out), "--cache", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert "cache.txt: the replay cache must be a writable folder" in err
+    assert "seed/s" not in err and not out.exists()
+    surrogate = write_scenario(scenario_dict())
+    assert (
+        main(["sweep", str(surrogate), "--seeds", "1", "--out", str(out), "--cache", str(taken)])
+        == 0
+    )
+    assert (out / "seed-7" / "dense" / "summary.json").is_file()
+    assert taken.read_text() == "not a folder"
