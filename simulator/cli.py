@@ -233,8 +233,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out(out, args.force)
     board = _board(args)
-    cache = _open_cache(args)
-    if cache is None:
+    cache = _open_cache(args, scenario)
+    if cache is None and scenario.training.mode != "surrogate":
         raise SimulatorError("replay needs the cache; drop --no-cache")
 
     def run() -> list[Path]:
@@ -250,6 +250,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             )
 
     code = _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
+    if cache is None:  # a surrogate run recomputes everything at no cost
+        return code
     stats = cache.stats
     looked = stats.hits + stats.misses
     share = 100.0 * stats.hits / looked if looked else 0.0

@@ -363,7 +363,9 @@ def test_replay_checks_the_run_it_starts_from_and_keeps_its_set_changes(
     assert main(["replay", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]) == 2
 
 
-def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(write_scenario, tmp_path):
+def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(
+    write_scenario, tmp_path, monkeypatch
+):
     """A surrogate scenario trains nothing: an unusable cache path (a file) does not stop it,
     and the default cache folder is not created for it."""
     taken = tmp_path / "cache.txt"
@@ -373,3 +375,10 @@ def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(write_scenario
     assert main(["run", str(path), "--out", str(out), "--quiet", "--cache", str(taken)]) == 0
     assert main(["run", "--resume", str(out), "--quiet", "--cache", str(taken)]) == 0
     assert taken.read_text() == "not a folder" and (out / "dense" / "summary.json").is_file()
+    # nor does its replay (it used to demand a usable cache, and to create the default one)
+    again, unused = tmp_path / "again", tmp_path / "unused"
+    assert main(["replay", str(out), "--out", str(again), "--quiet", "--cache", str(taken)]) == 0
+    assert main(["replay", str(out), "--out", str(again), "--quiet", "--force", "--no-cache"]) == 0
+    monkeypatch.setenv("FSTQ_SIM_REPLAY_CACHE", str(unused))
+    assert main(["replay", str(out), "--out", str(again), "--quiet", "--force"]) == 0
+    assert not unused.exists() and (again / "dense" / "summary.json").is_file()
