@@ -82,6 +82,15 @@ def _open_cache(args: argparse.Namespace, scenario: Any = None) -> Any:
     return ReplayCache(Path(folder))
 
 
+def _run_dir(path: str, flag: str) -> Path:
+    """A run directory named on the command line; a file there is a clear error (it was a
+    traceback from reading the scenario inside it)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise SimulatorError(f"{flag} {folder}: is a file; give the folder a run wrote")
+    return folder
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
@@ -123,7 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from simulator.experiment import load_resumable, run_scenario
 
-    out = Path(args.resume)
+    out = _run_dir(args.resume, "--resume")
     if args.scenario or args.set or args.seed is not None or args.force:
         raise SimulatorError(
             "--resume OUT takes its scenario from OUT; give no FILE, --set, --seed or --force"
@@ -224,7 +233,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from simulator.recorder import read_json, replacing
     from simulator.scenario import apply_override, parse_override, scenario_from_dict
 
-    run_dir = Path(args.run)
+    run_dir = _run_dir(args.run, "replay")
     verify_arms(run_dir, load_resumable(run_dir)[0])  # the arms are this scenario's own
     raw = read_json(run_dir / "scenario.json")
     for item in args.set:

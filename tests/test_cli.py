@@ -382,3 +382,14 @@ def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(
     monkeypatch.setenv("FSTQ_SIM_REPLAY_CACHE", str(unused))
     assert main(["replay", str(out), "--out", str(again), "--quiet", "--force"]) == 0
     assert not unused.exists() and (again / "dense" / "summary.json").is_file()
+
+
+def test_resume_and_replay_of_a_file_are_errors_not_tracebacks(tmp_path, capsys):
+    """`run --resume FILE` and `replay FILE` read FILE/scenario.json: a NotADirectoryError."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["run", "--resume", str(taken)]) == 2
+    assert f"--resume {taken}: is a file" in capsys.readouterr().err
+    assert main(["replay", str(taken), "--out", str(tmp_path / "again")]) == 2
+    assert f"replay {taken}: is a file" in capsys.readouterr().err
+    assert taken.read_text() == "mine" and not (tmp_path / "again").exists()

@@ -87,3 +87,21 @@ def test_sweep_checks_the_cache_before_any_seed_starts(
     )
     assert (out / "seed-7" / "dense" / "summary.json").is_file()
     assert taken.read_text() == "not a folder"
+
+
+def test_sweep_refuses_a_file_where_a_seed_folder_goes_before_any_seed(
+    write_scenario, tmp_path, capsys
+):
+    """A file at --out, above it or at a seed folder's place was a NotADirectoryError traceback
+    (after earlier seeds had run); now it is an error before the first seed."""
+    path = str(write_scenario(scenario_dict()))
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "seed-8").write_text("mine too")
+    for target, blocking in ((taken, taken), (taken / "sub", taken), (out, out / "seed-8")):
+        assert main(["sweep", path, "--seeds", "2", "--out", str(target)]) == 2
+        assert f"{blocking} is a file, not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["seed-8"]
+    assert taken.read_text() == "mine"
