@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 EXIT_USER_ERROR = 2
 SCENARIO_HELP = "scenario TOML file"
 SET_HELP = "override a scenario key, e.g. --set server.rounds=10 (repeatable)"
+# Each seed of a sweep is a whole run: more is a typo, and a billion seeds filled memory with
+# their task list before the first one started.
+MAX_SEEDS = 10_000
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -208,8 +211,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from simulator.scenario import load_scenario
     from simulator.sweep import sweep
 
-    if args.seeds < 1 or args.jobs < 1:
-        raise SimulatorError("--seeds and --jobs must be at least 1")
+    if not 1 <= args.seeds <= MAX_SEEDS or args.jobs < 1:
+        raise SimulatorError(
+            f"--seeds must be 1 to {MAX_SEEDS:,} and --jobs at least 1 (got --seeds "
+            f"{args.seeds}, --jobs {args.jobs})"
+        )
     scenario = load_scenario(args.scenario, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-sweep"
     cache = _open_cache(args, scenario)  # checked before any seed folder is written

@@ -105,3 +105,12 @@ def test_sweep_refuses_a_file_where_a_seed_folder_goes_before_any_seed(
         assert f"{blocking} is a file, not a folder" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["seed-8"]
     assert taken.read_text() == "mine"
+
+
+def test_sweep_seed_and_job_counts_are_checked_first(write_scenario, tmp_path, capsys):
+    path = str(write_scenario(scenario_dict()))
+    out = tmp_path / "sweep"
+    for seeds, jobs in (("0", "1"), ("1000000000", "1"), ("2", "0")):
+        assert main(["sweep", path, "--seeds", seeds, "--jobs", jobs, "--out", str(out)]) == 2
+        assert "--seeds must be 1 to 10,000 and --jobs at least 1" in capsys.readouterr().err
+    assert not out.exists()
