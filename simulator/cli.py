@@ -208,6 +208,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from simulator.checks import check_scenario
     from simulator.scenario import load_scenario
     from simulator.sweep import sweep
 
@@ -218,7 +219,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         )
     scenario = load_scenario(args.scenario, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-sweep"
-    cache = _open_cache(args, scenario)  # checked before any seed folder is written
+    # what validate checks (the first seed's), and the cache, before any seed folder is written
+    _warn(check_scenario(scenario, str(args.scenario)).warnings)
+    cache = _open_cache(args, scenario)
     folder = None if cache is None else str(cache.root)
     return _run_and_list(
         lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs, folder),

@@ -114,3 +114,17 @@ def test_sweep_seed_and_job_counts_are_checked_first(write_scenario, tmp_path, c
         assert main(["sweep", path, "--seeds", seeds, "--jobs", jobs, "--out", str(out)]) == 2
         assert "--seeds must be 1 to 10,000 and --jobs at least 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_sweep_checks_what_validate_checks_before_any_seed(
+    write_scenario, tmp_path, minilm_path, capsys
+):
+    """A sequence length beyond the model's positions: validate and run refuse it; the sweep
+    used to run every seed with it (exit 0)."""
+    raw = real_scenario_dict(minilm_path)
+    raw["training"]["local"]["seq_len"] = 100_000
+    path = str(write_scenario(raw))
+    out = tmp_path / "sweep"
+    assert main(["sweep", path, "--seeds", "1", "--out", str(out), "--no-cache"]) == 2
+    assert "seq_len: 100000 tokens exceed the 512 positions" in capsys.readouterr().err
+    assert not out.exists()
