@@ -232,6 +232,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Re-time a finished real run under other settings (usually the network), reusing every
     client-round and evaluation the cache holds, and say how much was reused."""
+    from simulator.checks import check_scenario
     from simulator.experiment import (
         check_out,
         load_resumable,
@@ -247,10 +248,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     raw = read_json(run_dir / "scenario.json")
     for item in args.set:
         apply_override(raw, *parse_override(item))
-    scenario = scenario_from_dict(raw, str(run_dir / "scenario.json"), base=run_dir)
+    source = str(run_dir / "scenario.json")
+    scenario = scenario_from_dict(raw, source, base=run_dir)
+    checked = check_scenario(scenario, source)  # the overrides, as validate checks a file
     out = Path(args.out)
     check_out(out, args.force)
     board = _board(args)
+    _warn(checked.warnings)
     cache = _open_cache(args, scenario)
     if cache is None and scenario.training.mode != "surrogate":
         raise SimulatorError("replay needs the cache; drop --no-cache")
@@ -262,6 +266,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 scenario,
                 out,
                 progress=not args.quiet,
+                world=checked.world,
                 on_start=started,
                 cache=cache,
                 tensorboard=board,

@@ -393,3 +393,15 @@ def test_resume_and_replay_of_a_file_are_errors_not_tracebacks(tmp_path, capsys)
     assert main(["replay", str(taken), "--out", str(tmp_path / "again")]) == 2
     assert f"replay {taken}: is a file" in capsys.readouterr().err
     assert taken.read_text() == "mine" and not (tmp_path / "again").exists()
+
+
+def test_replay_checks_its_overrides_as_validate_does(write_scenario, tmp_path, capsys):
+    """`replay --set` makes a new scenario: it gets validate's checks and warnings (a link
+    averaging 500 bps was replayed without a word)."""
+    path = str(write_scenario(scenario_dict()))
+    run, again = tmp_path / "run", tmp_path / "again"
+    assert main(["run", path, "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    slow = "network.uplink.mbps=0.0005"
+    assert main(["replay", str(run), "--set", slow, "--out", str(again), "--quiet"]) == 0
+    assert "warning: uplink of client 0 averages 500.00 bps" in capsys.readouterr().err
