@@ -94,6 +94,14 @@ def _run_dir(path: str, flag: str) -> Path:
     return folder
 
 
+def _out(text: str | None, default: Path) -> Path:
+    """The --out folder, `default` when not given; an empty --out (an unset "$OUT") is an
+    error, not a silent switch to the default."""
+    if text == "":
+        raise SimulatorError(f"--out is empty; name a folder, or leave --out out for {default}")
+    return default if text is None else Path(text)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
@@ -106,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SimulatorError("give a scenario FILE (or --resume OUT)")
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     scenario = load_scenario(args.scenario, overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
+    out = _out(args.out, Path("runs") / f"{scenario.name}-seed{scenario.seed}")
     arms = _check_arms(args.arms, scenario)
     checked = check_scenario(scenario, str(args.scenario))  # nothing on disk changes before
     check_out(out, args.force)
@@ -218,7 +226,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             f"{args.seeds}, --jobs {args.jobs})"
         )
     scenario = load_scenario(args.scenario, args.set)
-    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-sweep"
+    out = _out(args.out, Path("runs") / f"{scenario.name}-sweep")
     # what validate checks (the first seed's), and the cache, before any seed folder is written
     _warn(check_scenario(scenario, str(args.scenario)).warnings)
     cache = _open_cache(args, scenario)

@@ -405,3 +405,18 @@ def test_replay_checks_its_overrides_as_validate_does(write_scenario, tmp_path, 
     slow = "network.uplink.mbps=0.0005"
     assert main(["replay", str(run), "--set", slow, "--out", str(again), "--quiet"]) == 0
     assert "warning: uplink of client 0 averages 500.00 bps" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_an_error_not_the_default_folder(
+    write_scenario, tmp_path, monkeypatch, capsys
+):
+    """`--out "$OUT"` with OUT unset wrote into runs/NAME-seedS without a word."""
+    monkeypatch.chdir(tmp_path)
+    path = str(write_scenario(scenario_dict()))
+    assert main(["run", path, "--out", "", "--quiet"]) == 2
+    assert "--out is empty; name a folder, or leave --out out for runs/unit-seed7" in (
+        capsys.readouterr().err
+    )
+    assert main(["sweep", path, "--seeds", "1", "--out", ""]) == 2
+    assert "leave --out out for runs/unit-sweep" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
