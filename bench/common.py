@@ -27,13 +27,14 @@ def host() -> dict[str, Any]:
 
 
 def save(name: str, result: dict[str, Any]) -> Path:
-    """Write bench/results/<name>.json (with the host and the script's wall time) atomically."""
+    """Write bench/results/<name>.json (with the host and the script's wall time) atomically,
+    through a temporary name of its own, so benchmarks run side by side never share one."""
+    from simulator.recorder import write_json_atomic
+
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     wall_s = round(time.perf_counter() - STARTED, 1)
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps({**result, "host": host(), "wall_s": wall_s}, indent=2) + "\n")
-    partial.replace(path)
+    write_json_atomic(path, {**result, "host": host(), "wall_s": wall_s})
     return path
 
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 EXIT_USER_ERROR = 2
 SCENARIO_HELP = "scenario TOML file"
 SET_HELP = "override a scenario key, e.g. --set server.rounds=10 (repeatable)"
+# Each seed of a sweep is a whole run: more is a typo, and a billion seeds filled memory with
+# their task list before the first one started.
+MAX_SEEDS = 10_000
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -82,6 +85,23 @@ def _open_cache(args: argparse.Namespace, scenario: Any = None) -> Any:
     return ReplayCache(Path(folder))
 
 
+def _run_dir(path: str, flag: str) -> Path:
+    """A run directory named on the command line; a file there is a clear error (it was a
+    traceback from reading the scenario inside it)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise SimulatorError(f"{flag} {folder}: is a file; give the folder a run wrote")
+    return folder
+
+
+def _out(text: str | None, default: Path) -> Path:
+    """The --out folder, `default` when not given; an empty --out (an unset "$OUT") is an
+    error, not a silent switch to the default."""
+    if text == "":
+        raise SimulatorError(f"--out is empty; name a folder, or leave --out out for {default}")
+    return default if text is None else Path(text)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
@@ -94,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SimulatorError("give a scenario FILE (or --resume OUT)")
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     scenario = load_scenario(args.scenario, overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{scenario.seed}"
+    out = _out(args.out, Path("runs") / f"{scenario.name}-seed{scenario.seed}")
     arms = _check_arms(args.arms, scenario)
     checked = check_scenario(scenario, str(args.scenario))  # nothing on disk changes before
     check_out(out, args.force)
@@ -123,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from simulator.experiment import load_resumable, run_scenario
 
-    out = Path(args.resume)
+    out = _run_dir(args.resume, "--resume")
     if args.scenario or args.set or args.seed is not None or args.force:
         raise SimulatorError(
             "--resume OUT takes its scenario from OUT; give no FILE, --set, --seed or --force"
@@ -196,15 +216,23 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from simulator.checks import check_scenario
     from simulator.scenario import load_scenario
     from simulator.sweep import sweep
 
-    if args.seeds < 1 or args.jobs < 1:
-        raise SimulatorError("--seeds and --jobs must be at least 1")
-    name = load_scenario(args.scenario, args.set).name
-    out = Path(args.out) if args.out else Path("runs") / f"{name}-sweep"
+    if not 1 <= args.seeds <= MAX_SEEDS or args.jobs < 1:
+        raise SimulatorError(
+            f"--seeds must be 1 to {MAX_SEEDS:,} and --jobs at least 1 (got --seeds "
+            f"{args.seeds}, --jobs {args.jobs})"
+        )
+    scenario = load_scenario(args.scenario, args.set)
+    out = _out(args.out, Path("runs") / f"{scenario.name}-sweep")
+    # what validate checks (the first seed's), and the cache, before any seed folder is written
+    _warn(check_scenario(scenario, str(args.scenario)).warnings)
+    cache = _open_cache(args, scenario)
+    folder = None if cache is None else str(cache.root)
     return _run_and_list(
-        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs, _cache_dir(args)),
+        lambda: sweep(args.scenario, args.seeds, out, args.set, args.jobs, folder),
         "Rerun the same command to resume.",
     )
 
@@ -212,6 +240,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Re-time a finished real run under other settings (usually the network), reusing every
     client-round and evaluation the cache holds, and say how much was reused."""
+    from simulator.checks import check_scenario
     from simulator.experiment import (
         check_out,
         load_resumable,
@@ -222,17 +251,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from simulator.recorder import read_json, replacing
     from simulator.scenario import apply_override, parse_override, scenario_from_dict
 
-    run_dir = Path(args.run)
+    run_dir = _run_dir(args.run, "replay")
     verify_arms(run_dir, load_resumable(run_dir)[0])  # the arms are this scenario's own
     raw = read_json(run_dir / "scenario.json")
     for item in args.set:
         apply_override(raw, *parse_override(item))
-    scenario = scenario_from_dict(raw, str(run_dir / "scenario.json"), base=run_dir)
+    source = str(run_dir / "scenario.json")
+    scenario = scenario_from_dict(raw, source, base=run_dir)
+    checked = check_scenario(scenario, source)  # the overrides, as validate checks a file
     out = Path(args.out)
     check_out(out, args.force)
     board = _board(args)
-    cache = _open_cache(args)
-    if cache is None:
+    _warn(checked.warnings)
+    cache = _open_cache(args, scenario)
+    if cache is None and scenario.training.mode != "surrogate":
         raise SimulatorError("replay needs the cache; drop --no-cache")
 
     def run() -> list[Path]:
@@ -242,12 +274,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 scenario,
                 out,
                 progress=not args.quiet,
+                world=checked.world,
                 on_start=started,
                 cache=cache,
                 tensorboard=board,
             )
 
     code = _run_and_list(run, f"Continue with: fstq-sim run --resume {out}")
+    if cache is None:  # a surrogate run recomputes everything at no cost
+        return code
     stats = cache.stats
     looked = stats.hits + stats.misses
     share = 100.0 * stats.hits / looked if looked else 0.0

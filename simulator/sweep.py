@@ -32,6 +32,14 @@ def seed_dir(out: Path, seed: int) -> Path:
     return out / f"seed-{seed}"
 
 
+def check_out(out: Path, seeds: range) -> None:
+    """Refuse, before any seed starts, an --out where the seed folders cannot be made: a file
+    at it, among its parents or at a seed folder's place (a traceback from the first seed)."""
+    for path in (*(seed_dir(out, s) for s in seeds), out, *out.parents):
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {out}: {path} is a file, not a folder; choose another --out")
+
+
 def run_seed(
     scenario_file: str, overrides: list[str], seed: int, out: str, cache: str | None = None
 ) -> Path:
@@ -97,6 +105,7 @@ def sweep(
     """Run every arm × seed (real client-rounds and evaluations through the replay cache in
     folder `cache`, when given); a progress bar (with ETA) counts finished seeds."""
     first = load_scenario(scenario_file, overrides).seed
+    check_out(out, range(first, first + seeds))
     tasks = [
         SeedTask(scenario_file, tuple(overrides), seed, str(out), cache)
         for seed in range(first, first + seeds)

@@ -363,7 +363,9 @@ def test_replay_checks_the_run_it_starts_from_and_keeps_its_set_changes(
     assert main(["replay", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]) == 2
 
 
-def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(write_scenario, tmp_path):
+def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(
+    write_scenario, tmp_path, monkeypatch
+):
     """A surrogate scenario trains nothing: an unusable cache path (a file) does not stop it,
     and the default cache folder is not created for it."""
     taken = tmp_path / "cache.txt"
@@ -373,3 +375,48 @@ def test_a_surrogate_run_neither_opens_nor_needs_the_replay_cache(write_scenario
     assert main(["run", str(path), "--out", str(out), "--quiet", "--cache", str(taken)]) == 0
     assert main(["run", "--resume", str(out), "--quiet", "--cache", str(taken)]) == 0
     assert taken.read_text() == "not a folder" and (out / "dense" / "summary.json").is_file()
+    # nor does its replay (it used to demand a usable cache, and to create the default one)
+    again, unused = tmp_path / "again", tmp_path / "unused"
+    assert main(["replay", str(out), "--out", str(again), "--quiet", "--cache", str(taken)]) == 0
+    assert main(["replay", str(out), "--out", str(again), "--quiet", "--force", "--no-cache"]) == 0
+    monkeypatch.setenv("FSTQ_SIM_REPLAY_CACHE", str(unused))
+    assert main(["replay", str(out), "--out", str(again), "--quiet", "--force"]) == 0
+    assert not unused.exists() and (again / "dense" / "summary.json").is_file()
+
+
+def test_resume_and_replay_of_a_file_are_errors_not_tracebacks(tmp_path, capsys):
+    """`run --resume FILE` and `replay FILE` read FILE/scenario.json: a NotADirectoryError."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["run", "--resume", str(taken)]) == 2
+    assert f"--resume {taken}: is a file" in capsys.readouterr().err
+    assert main(["replay", str(taken), "--out", str(tmp_path / "again")]) == 2
+    assert f"replay {taken}: is a file" in capsys.readouterr().err
+    assert taken.read_text() == "mine" and not (tmp_path / "again").exists()
+
+
+def test_replay_checks_its_overrides_as_validate_does(write_scenario, tmp_path, capsys):
+    """`replay --set` makes a new scenario: it gets validate's checks and warnings (a link
+    averaging 500 bps was replayed without a word)."""
+    path = str(write_scenario(scenario_dict()))
+    run, again = tmp_path / "run", tmp_path / "again"
+    assert main(["run", path, "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    slow = "network.uplink.mbps=0.0005"
+    assert main(["replay", str(run), "--set", slow, "--out", str(again), "--quiet"]) == 0
+    assert "warning: uplink of client 0 averages 500.00 bps" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_an_error_not_the_default_folder(
+    write_scenario, tmp_path, monkeypatch, capsys
+):
+    """`--out "$OUT"` with OUT unset wrote into runs/NAME-seedS without a word."""
+    monkeypatch.chdir(tmp_path)
+    path = str(write_scenario(scenario_dict()))
+    assert main(["run", path, "--out", "", "--quiet"]) == 2
+    assert "--out is empty; name a folder, or leave --out out for runs/unit-seed7" in (
+        capsys.readouterr().err
+    )
+    assert main(["sweep", path, "--seeds", "1", "--out", ""]) == 2
+    assert "leave --out out for runs/unit-sweep" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

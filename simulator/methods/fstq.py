@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,18 +65,25 @@ log = logging.getLogger(__name__)
 
 SAMPLE = 1 << 17  # coordinates beyond which percentile thresholds are estimated on a sample
 
+# A share of the coordinates (finite: a NaN fraction passed every sum check before).
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+# The link-aware budget's target upload time, at most a simulated day: `inf` crashed the first
+# round (what an uplink delivers in infinite time is no byte count).
+MAX_UPLOAD_S = 86_400.0
+
 
 class FSTQOptions(BaseModel):
     """fractions: shares of coordinates at 16, 4 and 2 bits (by importance)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `k = true` is no count
 
-    fractions: tuple[float, float, float] = (0.05, 0.20, 0.35)
-    rho: float = Field(0.9, ge=0, lt=1)
+    fractions: Annotated[tuple[Share, Share, Share], Field(strict=False)] = (0.05, 0.20, 0.35)
+    rho: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False)
     budget: Literal["none", "bytes", "link", "bits"] = "none"
     budget_bytes: int | None = Field(None, gt=0)
-    upload_s: float | None = Field(None, gt=0)
-    bits_per_param: float | None = Field(None, gt=0, le=32)
+    upload_s: float | None = Field(None, gt=0, le=MAX_UPLOAD_S, allow_inf_nan=False)
+    bits_per_param: float | None = Field(None, gt=0, le=32, allow_inf_nan=False)
     importance: Literal["fisher", "magnitude", "random"] = "fisher"
     allocation: Literal["percentile", "mass"] = "percentile"
 

@@ -33,7 +33,7 @@ _FP32_MAX = float(np.finfo(np.float32).max)
 class QSGDOptions(BaseModel):
     """bits = 1 sign bit + (bits − 1) level bits; bucket = coordinates per norm (0: per group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `k = true` is no count
 
     bits: int = Field(4, ge=2, le=16)
     bucket: int = Field(512, ge=0)

@@ -25,7 +25,7 @@ from simulator.methods.packing import Reader, frame, pack_uint, unframe
 class SignSGDOptions(BaseModel):
     """Error feedback on (the EF-signSGD of the baselines) or off (plain scaled sign)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `k = true` is no count
 
     ef: bool = True
 

@@ -32,9 +32,9 @@ _FP16_MAX = float(np.finfo(np.float16).max)
 class TopKOptions(BaseModel):
     """Give exactly one of `ratio` (fraction of coordinates kept) and `k` (count kept)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `k = true` is no count
 
-    ratio: float | None = Field(0.01, gt=0, le=1)
+    ratio: float | None = Field(0.01, gt=0, le=1, allow_inf_nan=False)
     k: int | None = Field(None, ge=1)
     ef: bool = True
 

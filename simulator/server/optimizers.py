@@ -37,12 +37,21 @@ class ServerOptimizer(Protocol):
         """Restore what state() returned."""
 
 
+# Reddi et al. tune η and τ over 1e-3..1e1 and 1e-7..1e-1; beyond 1000 either is a typo or a
+# unit error: a larger η turns the adapter into inf/NaN (a silent NaN loss), a larger τ freezes it.
+MAX_SERVER_VALUE = 1e3
+
+# Options are as strict as the scenario's own sections: unknown keys, booleans for numbers, NaN
+# and infinities are errors when the scenario loads.
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
 class FedAvgOptions(BaseModel):
     """lr: the server learning rate η (1: the plain mean)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    lr: float = Field(1.0, gt=0)
+    lr: float = Field(1.0, gt=0, le=MAX_SERVER_VALUE, allow_inf_nan=False)
 
 
 class FedAvg:
@@ -69,12 +78,12 @@ class FedAvg:
 class AdaptiveOptions(BaseModel):
     """lr = η, beta1 = β₁, beta2 = β₂, tau = τ (the adaptivity floor)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    lr: float = Field(0.01, gt=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.99, ge=0, lt=1)
-    tau: float = Field(1e-3, gt=0)
+    lr: float = Field(0.01, gt=0, le=MAX_SERVER_VALUE, allow_inf_nan=False)
+    beta1: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False)
+    beta2: float = Field(0.99, ge=0, lt=1, allow_inf_nan=False)
+    tau: float = Field(1e-3, gt=0, le=MAX_SERVER_VALUE, allow_inf_nan=False)
 
 
 class FedAdam:

@@ -143,7 +143,7 @@ class RoundStrategy(Strategy):
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `deadline_s = true`
 
 
 class Sync(RoundStrategy):

@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import real_scenario_dict
 
+from simulator.errors import ScenarioError
+from simulator.scenario import load_scenario
 from simulator.server.optimizers import (
     OPTIMIZERS,
     AdaptiveOptions,
@@ -149,3 +152,26 @@ def test_surrogate_arms_and_bad_options_are_refused_at_load(write_scenario):
     raw["methods"][0]["server_optimizer"] = "fedadam"
     with pytest.raises(ScenarioError, match="server_optimizer"):
         load_scenario(write_scenario(raw))
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options", "problem"),
+    [
+        ("fedavg", {"lr": 1e308}, "lr: Input should be less than or equal to 1000"),  # NaN loss
+        ("fedavg", {"lr": float("inf")}, "lr: Input should be a finite number"),
+        ("fedadam", {"tau": 1e308}, "tau: Input should be less than or equal to 1000"),  # frozen
+        ("fedyogi", {"beta1": True}, "beta1: Input should be a valid number"),
+    ],
+)
+def test_absurd_server_optimizer_options_are_errors_at_load(
+    write_scenario, minilm_path, optimizer, options, problem
+):
+    """lr = 1e308 ran to the end with a NaN loss and tau = 1e308 left the adapter unchanged,
+    both with exit 0; now the scenario does not load."""
+    raw = real_scenario_dict(minilm_path)
+    raw["methods"][0].update(server_optimizer=optimizer, server_optimizer_options=options)
+    with pytest.raises(
+        ScenarioError, match=f"server_optimizer_options for '{optimizer}': {problem}"
+    ):
+        load_scenario(write_scenario(raw))
+    assert AdaptiveOptions(lr=1000, tau=1000).tau == 1000  # the bounds themselves are allowed

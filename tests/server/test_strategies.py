@@ -315,3 +315,17 @@ def test_a_user_strategy_runs_from_a_scenario_file_with_its_options(
         load_scenario(write_scenario(bad))
     with pytest.raises(ScenarioError, match=r"server\.strategy: cannot import strategy"):
         load_scenario(write_scenario(scenario_dict(server={"rounds": 1, "strategy": "no.pkg:X"})))
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"strategy": "deadline", "deadline_s": True},  # was a 1 s deadline
+        {"strategy": "overselect", "epsilon": True},  # was 100 % over-selection
+        {"strategy": "fedbuff", "concurrency": 4, "buffer_size": 2, "max_staleness": True},
+    ],
+)
+def test_a_boolean_strategy_option_is_an_error_not_one(write_scenario, server):
+    raw = scenario_dict(server={"rounds": 3, **server})
+    with pytest.raises(ScenarioError, match="true where a number belongs. Fix: give a number"):
+        load_scenario(write_scenario(raw))
