@@ -138,7 +138,7 @@ class PlainLoop:
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        return float(out.loss)
+        return float(out.loss.detach())
 
 
 def side_by_side(dtype: str, pairs: int) -> dict:
@@ -211,10 +211,12 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the measurements, print them and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=SHAPE["steps"], help="S of the side by side")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the bf16 quality check")
     parser.add_argument("--skip-load", action="store_true", help="skip the load-time figures")
     args = parser.parse_args(argv)
     torch.set_num_threads(load_scenario(SCENARIO).training.threads)
+    SHAPE["steps"] = args.steps
     command = " ".join(["python bench/llm.py", *(argv or [])])
     result: dict = {"benchmark": "llm", "command": command}
     load_start = round(os.getloadavg()[0], 1)
@@ -224,7 +226,10 @@ def main(argv: list[str] | None = None) -> dict:
         cached = child(LOAD_CHILD, str(SCENARIO))["load_s"]
         print(f"SmolLM2 load: cold (convert the GGUF) {cold:.1f} s, cached {cached:.1f} s")
         result["load_s"] = {"cold": round(cold, 1), "cached": round(cached, 1)}
-    floors = [side_by_side(dtype, args.pairs) for dtype in ("float32", "bfloat16")]
+    floors = []
+    for dtype in ("float32", "bfloat16"):
+        floors.append(side_by_side(dtype, args.pairs))
+        save("llm.partial", {**result, "side_by_side": floors})  # a long run keeps what it has
     print_table(
         [
             {

@@ -7,7 +7,10 @@ exp(nll). The first metric of each is the one evaluation targets refer to by def
 words, PubMedQA's yes/no/maybe, a file's declared labels), the same forward pass also gives
 `answer_accuracy`: each candidate answer ranked by its log-likelihood after the prompt (the
 multiple-choice convention of lm-evaluation-harness), with `majority_rate`, the held-out share
-of the most common answer, beside it. Instruction data can also be scored on greedy generations
+of the most common answer, beside it. The candidates' log-likelihoods are taken up to the first
+token that tells them apart (their shared tokens before it add the same to each); the tokens
+after it are not scored, since that would take a forward pass per candidate. Instruction data
+can also be scored on greedy generations
 (`generate`): `rouge_l`, the mean ROUGE-L F-measure against the reference responses (Google's
 rouge-score, the package behind the usual ROUGE-1.5.5 numbers, with stemming), and on PubMedQA
 `decision_accuracy`, how often the answer's first word is the reference decision.
