@@ -10,10 +10,10 @@ multiple-choice convention of lm-evaluation-harness), with `majority_rate`, the 
 of the most common answer, beside it. The candidates' log-likelihoods are taken up to the first
 token that tells them apart (their shared tokens before it add the same to each); the tokens
 after it are not scored, since that would take a forward pass per candidate. Instruction data
-can also be scored on greedy generations
-(`generate`): `rouge_l`, the mean ROUGE-L F-measure against the reference responses (Google's
-rouge-score, the package behind the usual ROUGE-1.5.5 numbers, with stemming), and on PubMedQA
-`decision_accuracy`, how often the answer's first word is the reference decision.
+can also be scored on greedy generations (`generate`): `rouge_l`, the mean ROUGE-L F-measure
+against the reference responses (Google's rouge-score, the package behind the usual ROUGE-1.5.5
+numbers, with stemming), and on PubMedQA `decision_accuracy`, how often the answer's first word
+is the reference decision.
 
 The pass costs what it must: no gradient, the LM head only at target positions, and batches
 of similar lengths (sorted), so little padding is computed.
