@@ -104,7 +104,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of the model's current adapter over the examples at `indices`."""
     model.model.eval()
-    lengths = tokens.attention_mask[torch.from_numpy(indices)].sum(dim=1).numpy()
+    lengths = tokens.attention_mask[torch.from_numpy(indices.copy())].sum(dim=1).numpy()
     indices = indices[np.argsort(lengths, kind="stable")]
     total_loss = 0.0
     count = correct = ranked = 0
@@ -136,7 +136,7 @@ def evaluate(
         return {"accuracy": correct / max(count, 1), "loss": mean}
     metrics = {"perplexity": math.exp(min(mean, 700.0)), "nll": mean}
     if answers is not None:
-        truth = answers.truth[torch.from_numpy(indices)]
+        truth = answers.truth[torch.from_numpy(indices.copy())]
         metrics["answer_accuracy"] = correct / max(ranked, 1)
         metrics["majority_rate"] = float(truth.bincount().max()) / max(len(truth), 1)
     return metrics
@@ -173,7 +173,10 @@ def generate(
     assert tokens.prompt_lengths is not None, "generation needs instruction data"
     model.model.eval()
     pad = pad_id(tokenizer)
-    order = np.argsort(tokens.prompt_lengths[torch.from_numpy(indices)].numpy(), kind="stable")
+    order = np.argsort(
+        tokens.prompt_lengths[torch.from_numpy(indices.copy())].numpy(),
+        kind="stable",
+    )
     answers: list[str] = [""] * len(indices)
     for start in range(0, len(indices), batch_size):
         places = order[start : start + batch_size]

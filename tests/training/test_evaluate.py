@@ -201,3 +201,22 @@ def test_answers_that_no_single_token_tells_apart_are_not_ranked(tiny_models):
     assert answer_set(same, data, tokenizer, tokens) is None
     other = ["It is red.", "It is blue.", "It is green.", "It is yellow."]
     assert answer_set(other, data, tokenizer, tokens) is None  # responses start otherwise
+
+
+def test_generations_come_back_in_the_order_asked_whatever_the_batching(tiny_models):
+    """Batches are sorted by prompt length (little left-padding), yet answer i is the answer to
+    prompt i: the same as generating each prompt alone."""
+    from simulator.training.evaluate import generate
+    from simulator.training.models import load_model
+
+    spec = _spec(tiny_models, kind="synthetic", samples=60)
+    data = load_data(spec.data, "causal_lm", seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, seq_len=64)
+    model = load_model(spec, 0, tokenizer.pad_token_id, seed=0)
+    rows = data.validation[:6][::-1]
+    lengths = tokens.prompt_lengths[torch.from_numpy(rows.copy())]
+    assert len(set(lengths.tolist())) > 1  # the sorting has something to do
+    batched = generate(model, tokenizer, tokens, rows, 5, batch_size=4)
+    alone = [generate(model, tokenizer, tokens, rows[i : i + 1], 5, 1)[0] for i in range(6)]
+    assert batched == alone and len(set(alone)) > 1
