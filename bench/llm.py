@@ -17,7 +17,10 @@
 
 Not a test: it prints tables and writes bench/results/llm.json.
 
-    .venv/bin/python bench/llm.py [--pairs 3] [--rounds 3] [--skip-load]
+    .venv/bin/python bench/llm.py [--pairs 3] [--steps 10] [--rounds 3] [--skip-load]
+                                  [--floor-only]
+
+The JSON is rewritten after each stage, so a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -214,22 +217,54 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=SHAPE["steps"], help="S of the side by side")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the bf16 quality check")
     parser.add_argument("--skip-load", action="store_true", help="skip the load-time figures")
+    parser.add_argument("--floor-only", action="store_true", help="only the side by side")
     args = parser.parse_args(argv)
     torch.set_num_threads(load_scenario(SCENARIO).training.threads)
     SHAPE["steps"] = args.steps
     command = " ".join(["python bench/llm.py", *(argv or [])])
-    result: dict = {"benchmark": "llm", "command": command}
-    load_start = round(os.getloadavg()[0], 1)
+    result: dict = {
+        "benchmark": "llm",
+        "command": command,
+        "load_average": {"start": round(os.getloadavg()[0], 1)},
+        "target_overhead_share": TARGET_OVERHEAD,
+        "targets": {
+            "bf16_nll_diff": TOLERANCE_BF16_NLL,
+            "ratio": TARGET_RATIO,
+            "evaluation_share": TARGET_EVAL_SHARE,
+            "peak_rss_mb": TARGET_PEAK_MB,
+        },
+    }
+    stages = [("side_by_side", floor)]
     if not args.skip_load:
-        with tempfile.TemporaryDirectory() as fresh:
-            cold = child(LOAD_CHILD, str(SCENARIO), cache=fresh)["load_s"]
-        cached = child(LOAD_CHILD, str(SCENARIO))["load_s"]
-        print(f"SmolLM2 load: cold (convert the GGUF) {cold:.1f} s, cached {cached:.1f} s")
-        result["load_s"] = {"cold": round(cold, 1), "cached": round(cached, 1)}
-    floors = []
-    for dtype in ("float32", "bfloat16"):
-        floors.append(side_by_side(dtype, args.pairs))
-        save("llm.partial", {**result, "side_by_side": floors})  # a long run keeps what it has
+        stages.insert(0, ("load_s", load_times))
+    if not args.floor_only:
+        stages += [("quickstart_one_round", one_round), ("bf16_quality", bf16_quality)]
+    for name, stage in stages:
+        result[name] = stage(args)
+        result["load_average"]["end"] = round(os.getloadavg()[0], 1)
+        save("llm", result)  # a long run keeps every stage it finished
+    if "side_by_side" in result:
+        fp32, bf16 = result["side_by_side"]
+        ratio = statistics.median(bf16["seconds"]["steps"]) / statistics.median(
+            fp32["seconds"]["plain"]
+        )
+        result["bf16_vs_plain_fp32"] = round(ratio, 3)
+    save("llm", result)
+    return result
+
+
+def load_times(args: argparse.Namespace) -> dict:
+    """Cold and cached load seconds, each in a fresh process."""
+    with tempfile.TemporaryDirectory() as fresh:
+        cold = child(LOAD_CHILD, str(SCENARIO), cache=fresh)["load_s"]
+    cached = child(LOAD_CHILD, str(SCENARIO))["load_s"]
+    print(f"SmolLM2 load: cold (convert the GGUF) {cold:.1f} s, cached {cached:.1f} s")
+    return {"cold": round(cold, 1), "cached": round(cached, 1)}
+
+
+def floor(args: argparse.Namespace) -> list[dict]:
+    """The side by side in both dtypes, printed."""
+    floors = [side_by_side(dtype, args.pairs) for dtype in ("float32", "bfloat16")]
     print_table(
         [
             {
@@ -248,8 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
             "round": "round/plain",
         },
     )
-    fp32_plain = statistics.median(floors[0]["seconds"]["plain"])
-    bf16_steps = statistics.median(floors[1]["seconds"]["steps"])
+    return floors
+
+
+def one_round(args: argparse.Namespace) -> dict:
+    """One round of llm-quickstart (both arms): host time, evaluation share, peak memory."""
     one = quickstart(["server.rounds=1"], "all")
     inside = sum(one["parts"].values())
     share = {
@@ -264,6 +302,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"{share['evaluation_share']:.1%} (target <= {TARGET_EVAL_SHARE:.0%}), outside the math "
         f"{share['overhead_share']:.1%}, peak RSS {share['peak_rss_mb']} MB"
     )
+    return share
+
+
+def bf16_quality(args: argparse.Namespace) -> dict:
+    """The first arm's held-out NLL by round in fp32 and bf16, and the largest difference."""
     rounds = f"server.rounds={args.rounds}"
     nll = {
         dtype: nll_by_round(quickstart([rounds, f"training.dtype={dtype}"], "first"))
@@ -272,28 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
     worst = max(abs(a - b) for a, b in zip(nll["float32"], nll["bfloat16"], strict=True))
     print(f"held-out NLL by round, fp32 {nll['float32']}, bf16 {nll['bfloat16']}")
     print(f"largest |bf16 - fp32| NLL difference: {worst:.4f}")
-    result |= {
-        "side_by_side": floors,
-        "bf16_vs_plain_fp32": round(bf16_steps / fp32_plain, 3),
-        "quickstart_one_round": share,
-        "bf16_quality": {"nll_by_round": nll, "max_abs_diff": round(worst, 4)},
-        "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 1)},
-        "target_overhead_share": TARGET_OVERHEAD,
-        "targets": {
-            "bf16_nll_diff": TOLERANCE_BF16_NLL,
-            "ratio": TARGET_RATIO,
-            "evaluation_share": TARGET_EVAL_SHARE,
-            "peak_rss_mb": TARGET_PEAK_MB,
-        },
-        "met": {
-            "ratio": floors[0]["ratio_median"]["steps"] <= TARGET_RATIO,
-            "evaluation_share": share["evaluation_share"] <= TARGET_EVAL_SHARE,
-            "peak_rss_mb": share["peak_rss_mb"] <= TARGET_PEAK_MB,
-            "bf16_nll_diff": worst <= TOLERANCE_BF16_NLL,
-        },
-    }
-    save("llm", result)
-    return result
+    return {"nll_by_round": nll, "max_abs_diff": round(worst, 4)}
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def llm_rows(r: dict) -> list[Row]:
             )
         )
     target = r["targets"]
-    for side in r["side_by_side"]:
+    for side in r.get("side_by_side", []):
         shape = f"S = {side['steps']} steps at {side['batch']} × 128, {side['dtype']}"
         for part, what in (("steps", "local steps"), ("round", "client-round, encode included")):
             ratio, (low, high) = side["ratio_median"][part], side["ratio_range"][part]
@@ -262,15 +262,35 @@ def llm_rows(r: dict) -> list[Row]:
                     verdict(ratio, target["ratio"], at_most=True) if fp32_steps else "—",
                 )
             )
-    rows.append(
-        Row(
-            "SmolLM2-135M local steps in bf16 (CPU autocast) / the plain fp32 loop, same minutes",
-            command(r),
-            f"**{r['bf16_vs_plain_fp32']}×**",
+    if "bf16_vs_plain_fp32" in r:
+        rows.append(
+            Row(
+                "SmolLM2-135M local steps in bf16 (CPU autocast) / the plain fp32 loop, same "
+                "minutes",
+                command(r),
+                f"**{r['bf16_vs_plain_fp32']}×**",
+            )
         )
-    )
-    one = r["quickstart_one_round"]
-    rows += [
+    if "quickstart_one_round" in r:
+        rows += _llm_quickstart_rows(r)
+    if "bf16_quality" in r:
+        quality = r["bf16_quality"]
+        rows.append(
+            Row(
+                "bf16 quality: largest |held-out NLL bf16 − fp32| over the llm-quickstart's "
+                "rounds (first arm)",
+                command(r),
+                f"**{quality['max_abs_diff']} nats**",
+                f"≤ {target['bf16_nll_diff']} (#22, stated here)",
+                verdict(quality["max_abs_diff"], target["bf16_nll_diff"], at_most=True),
+            )
+        )
+    return rows
+
+
+def _llm_quickstart_rows(r: dict) -> list[Row]:
+    one, target = r["quickstart_one_round"], r["targets"]
+    return [
         Row(
             "evaluation's share of a 1-round llm-quickstart's host time (held-out NLL and answer "
             "ranking every round, generation every G rounds)",
@@ -295,37 +315,45 @@ def llm_rows(r: dict) -> list[Row]:
             verdict(one["peak_rss_mb"], target["peak_rss_mb"], at_most=True),
         ),
     ]
-    quality = r["bf16_quality"]
-    rows.append(
-        Row(
-            "bf16 quality: largest |held-out NLL bf16 − fp32| over the llm-quickstart's rounds "
-            "(first arm)",
-            command(r),
-            f"**{quality['max_abs_diff']} nats**",
-            f"≤ {target['bf16_nll_diff']} (#22, stated here)",
-            verdict(quality["max_abs_diff"], target["bf16_nll_diff"], at_most=True),
-        )
-    )
-    return rows
 
 
 def llm_details(r: dict) -> str:
-    one = r["quickstart_one_round"]
-    parts = [[name, seconds] for name, seconds in one["host_s_math"].items()]
-    parts.append(["whole run, model loading included", one["host_s_total"]])
-    nll = r["bf16_quality"]["nll_by_round"]
-    pairs = zip(nll["float32"], nll["bfloat16"], strict=True)
-    trajectory = [[i, f"{a:.4f}", f"{b:.4f}"] for i, (a, b) in enumerate(pairs)]
-    load = r["load_average"]
-    return (
-        "A 1-round run of `scenarios/llm-quickstart.toml` (both arms), host seconds:\n\n"
-        f"{table(['part', 'host s'], parts)}\n\nHeld-out NLL after each round, first arm:\n\n"
-        f"{table(['round', 'fp32', 'bf16'], trajectory)}\n\nThe host's load average (1 min) "
-        f"was {load['start']} when the script started and {load['end']} when it ended, on "
-        f"{r['host']['cpus']} CPUs: {LLM_LOADED if load['start'] > 1.5 * r['host']['cpus'] else ''}"
-        "the paired ratios share each minute's load, the absolute seconds do not.\n\n" + LLM_PROSE
+    text = []
+    if "quickstart_one_round" in r:
+        one = r["quickstart_one_round"]
+        parts = [[name, seconds] for name, seconds in one["host_s_math"].items()]
+        parts.append(["whole run, model loading included", one["host_s_total"]])
+        text.append(
+            "A 1-round run of `scenarios/llm-quickstart.toml` (both arms), host seconds:\n\n"
+            + table(["part", "host s"], parts)
+        )
+    if "bf16_quality" in r:
+        nll = r["bf16_quality"]["nll_by_round"]
+        pairs = zip(nll["float32"], nll["bfloat16"], strict=True)
+        rounds = [[i, f"{a:.4f}", f"{b:.4f}"] for i, (a, b) in enumerate(pairs)]
+        text.append(
+            "Held-out NLL after each round, first arm:\n\n"
+            + table(["round", "fp32", "bf16"], rounds)
+        )
+    missing = [name for name in LLM_STAGES if name not in r]
+    if missing:
+        text.append(f"Not measured in this run: {', '.join(LLM_STAGES[name] for name in missing)}.")
+    load, cpus = r["load_average"], r["host"]["cpus"]
+    loaded = LLM_LOADED if max(load.values()) > 1.5 * cpus else ""
+    text.append(
+        f"The host's 1-minute load average was {load['start']} when the script started and "
+        f"{load.get('end', '—')} at its last stage, on {cpus} CPUs: {loaded}the paired ratios "
+        "share each minute's load, the absolute seconds do not."
     )
+    return "\n\n".join([*text, LLM_PROSE])
 
+
+LLM_STAGES = {
+    "load_s": "load times",
+    "side_by_side": "the side by side",
+    "quickstart_one_round": "the 1-round llm-quickstart (evaluation share, memory)",
+    "bf16_quality": "the bf16 quality check",
+}
 
 LLM_LOADED = "a loaded host, so these are preliminary figures; "
 
@@ -593,7 +621,7 @@ BENCHMARKS: dict[str, Renderers] = {
     "engine": ("Engine throughput (issue 2)", engine_rows, engine_details),
     "traces": ("Trace transfer time (issue 2)", traces_rows, traces_details),
     "training": ("Real training (issue 3)", training_rows, training_details),
-    "llm": ("LLM mode: SmolLM2-135M (issue 11)", llm_rows, llm_details),
+    "llm": ("LLM mode: SmolLM2-135M (issues 11, 22)", llm_rows, llm_details),
     "codecs": (
         "Codecs, Fisher overhead, inference token reduction (issue 4)",
         codecs_rows,
