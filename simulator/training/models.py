@@ -389,7 +389,8 @@ def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Modul
         full = model(input_ids=ids, use_cache=False).logits
         split = head(body(input_ids=ids, use_cache=False).last_hidden_state)
     model.train(training)
-    same = full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-5)
+    tol = 1e-4 if full.dtype == torch.float32 else 2e-2  # half-precision weights (a GPU)
+    same = full.shape == split.shape and torch.allclose(full, split, rtol=tol, atol=tol / 10)
     if not same:
         log.info("%s: full logits (its head is more than the output embedding)", type(causal))
     return (body, head) if same else None
