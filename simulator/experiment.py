@@ -309,11 +309,19 @@ def _manifest(scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
         "scenario_sha256": digest(resolved_dict(scenario)),
         "arm_sha256": digest(method.model_dump(mode="json")),
         "torch_threads": getattr(scenario.training, "threads", None),
+        "dtype": _dtype(scenario) if mode == "real" else None,
         "traces": [
             {"path": str(p), "bytes": p.stat().st_size, "sha256": _sha256(p)}
             for p in trace_files(scenario.network)
         ],
     }
+
+
+def _dtype(scenario: Scenario) -> str:
+    """The compute dtype training.dtype resolves to on this host (`auto` depends on it)."""
+    from simulator.training.models import dtype_name
+
+    return dtype_name(scenario.training)  # type: ignore[arg-type]
 
 
 def check_out(out: Path, force: bool) -> None:

@@ -55,8 +55,9 @@ def token_scores(
         width = int(mask.sum(dim=1).max())
         ids, mask = tokens.input_ids[rows, :width], mask[:, :width]
         embeds = embed(ids).detach().requires_grad_()
-        logits = model.model(inputs_embeds=embeds, attention_mask=mask).logits
-        loss = torch.nn.functional.cross_entropy(logits, tokens.labels[rows])
+        with model.autocast():
+            logits = model.model(inputs_embeds=embeds, attention_mask=mask).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), tokens.labels[rows])
         (grad,) = torch.autograd.grad(loss, embeds)
         on = mask.bool()
         sums.index_add_(0, ids[on], grad.pow(2).sum(-1)[on])

@@ -105,9 +105,18 @@ def _batches(
 
 
 def _token_losses(
-    model: AdapterModel, batch: Batch, embeds: torch.Tensor, weights: torch.Tensor | None
+    model: AdapterModel,
+    batch: Batch,
+    embeds: torch.Tensor,
+    weights: torch.Tensor | None,
+    scores: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scalar training loss, per-token losses [B, T]) for one batch."""
+    """(scalar training loss, per-token losses [B, T]) for one batch.
+
+    Causal LM: the LM head runs only where a loss term is needed: the target positions with a
+    nonzero weight, or every target position when the step scores tokens (per-token losses
+    are then observed at all of them); elsewhere the per-token loss is 0.
+    """
     mask = batch.attention_mask
     if model.task == "classification":
         if weights is not None:
@@ -116,17 +125,15 @@ def _token_losses(
         logits = model.model(inputs_embeds=embeds, attention_mask=mask).logits
         per_seq = F.cross_entropy(logits.float(), batch.labels, reduction="none")
         return per_seq.mean(), per_seq[:, None].expand_as(mask) * batch.attention_mask
-    logits = model.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
     target_mask = (mask if batch.targets is None else batch.targets)[:, 1:].float()
-    losses = F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]),
-        batch.input_ids[:, 1:].reshape(-1),
-        reduction="none",
-    ).view_as(target_mask)
     weight = target_mask if weights is None else target_mask * weights[:, 1:].float()
+    keep = (target_mask if scores else weight) > 0
+    logits = model.target_logits(mask, keep, inputs_embeds=embeds)
+    losses = torch.zeros_like(target_mask).masked_scatter(
+        keep, F.cross_entropy(logits, batch.input_ids[:, 1:][keep], reduction="none")
+    )
     loss = (losses * weight).sum() / weight.sum().clamp_min(1e-12)
-    per_token = F.pad(losses * target_mask, (1, 0))
-    return loss, per_token
+    return loss, F.pad(losses, (1, 0))
 
 
 def train_local(
@@ -164,7 +171,8 @@ def train_local(
         with torch.no_grad():
             embeds = embed(batch.input_ids)
         embeds.requires_grad_(scores)
-        loss, token_loss = _token_losses(model, batch, embeds, weights)
+        with model.autocast():
+            loss, token_loss = _token_losses(model, batch, embeds, weights, scores)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()

@@ -167,13 +167,40 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto`: bf16 on a GPU that supports it, else fp32 (CPU fp16 training is slow and lossy)."""
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX); without it autocast
+    emulates bf16 and runs slower than fp32."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: oneDNN's own answer
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def pick_dtype(dtype: str, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
+    """(weight dtype, autocast dtype or None). `auto`: bf16 on a GPU that supports it, else fp32
+    (CPU fp16 training is slow and lossy; CPU bf16 is asked for explicitly). CPU bf16 keeps
+    every weight in fp32 and runs the model under autocast, so the LoRA weights, the optimizer
+    state and the message stay fp32 and only the frozen base's matmuls run in bf16."""
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
+            return torch.bfloat16, None
+        return torch.float32, None
+    if dtype == "bfloat16" and device.type == "cpu":
+        if not cpu_has_bf16():
+            raise ModelError(
+                "training.dtype: 'bfloat16' but this CPU has no bf16 instructions (avx512_bf16 "
+                "or amx_bf16), so bf16 would be emulated and slower than fp32. Fix: set "
+                "training.dtype = 'float32' (or 'auto')"
+            )
+        return torch.float32, torch.bfloat16
+    return getattr(torch, dtype), None
+
+
+def dtype_name(spec: RealTraining) -> str:
+    """The compute dtype a training spec resolves to on this host (what the run records)."""
+    weights, autocast = pick_dtype(spec.dtype, pick_device(spec.device))
+    return str(autocast or weights).removeprefix("torch.")
 
 
 def _quiet_transformers() -> None:
@@ -223,12 +250,44 @@ def group_name(param_name: str) -> str:
 class AdapterModel:
     """The PEFT model plus the flat view of its trainable state."""
 
-    def __init__(self, model: torch.nn.Module, task: str, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        task: str,
+        device: torch.device,
+        autocast: torch.dtype | None = None,
+    ) -> None:
         self.model = model
         self.task = task
         self.device = device
+        self.autocast_dtype = autocast
         self.initial = {n: p.detach().clone() for n, p in self._adapter_params()}
+        self._split = _split_head(model) if task == "causal_lm" else None
         self.configure(freeze_a=False)
+
+    def autocast(self) -> torch.autocast:
+        """The model's compute context: bf16 autocast on a CPU run asked for bf16, else a no-op."""
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=bool(dtype))
+
+    def target_logits(
+        self,
+        attention_mask: torch.Tensor,
+        keep: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """fp32 logits [n, V] predicting token t + 1 at the n positions t where keep [B, T - 1]
+        is true, in row-major order. The LM head runs at those positions only when the model's
+        logits are its head applied to its body's last hidden state (checked at load), else
+        the full logits are computed and indexed."""
+        inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds}
+        if self._split is None:
+            logits = self.model(**inputs, attention_mask=attention_mask, use_cache=False).logits
+            return logits[:, :-1][keep].float()
+        body, head = self._split
+        hidden = body(**inputs, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return head(hidden[:, :-1][keep]).float()
 
     def _adapter_params(self) -> list[tuple[str, torch.nn.Parameter]]:
         """Every parameter PEFT made trainable (LoRA A and B, the classification head)."""
@@ -318,7 +377,7 @@ def load_model(spec: RealTraining, num_labels: int, pad_token_id: int, seed: int
 
     _quiet_transformers()
     device = pick_device(spec.device)
-    dtype = pick_dtype(spec.dtype, device)
+    dtype, autocast = pick_dtype(spec.dtype, device)
     source = resolve_model(spec.model)
     torch.manual_seed(seed)
     try:
@@ -341,5 +400,28 @@ def load_model(spec: RealTraining, num_labels: int, pad_token_id: int, seed: int
             f"training.lora.target_modules: {exc}. Fix: name modules of this model"
         ) from None
     model.to(device)
-    log.info("loaded %s on %s (%s)", spec.model, device, dtype)
-    return AdapterModel(model, spec.task, device)
+    log.info("loaded %s on %s (%s)", spec.model, device, autocast or dtype)
+    return AdapterModel(model, spec.task, device, autocast)
+
+
+def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """(body, LM head) of a causal LM whose logits are exactly head(body's last hidden state),
+    found generically (transformers' `base_model` and `get_output_embeddings()`) and checked on
+    a probe sequence; None when the model does more (a head transform, logit scaling or
+    soft-capping), so that the caller computes full logits instead."""
+    causal = model.get_base_model()
+    body, head = causal.base_model, causal.get_output_embeddings()
+    if body is causal or head is None:
+        return None
+    ids = torch.arange(1, 9, device=next(model.parameters()).device)[None] % head.weight.shape[0]
+    training = model.training
+    model.eval()
+    with torch.no_grad():
+        full = model(input_ids=ids, use_cache=False).logits
+        split = head(body(input_ids=ids, use_cache=False).last_hidden_state)
+    model.train(training)
+    tol = 1e-4 if full.dtype == torch.float32 else 2e-2  # half-precision weights (a GPU)
+    same = full.shape == split.shape and torch.allclose(full, split, rtol=tol, atol=tol / 10)
+    if not same:
+        log.info("%s: full logits (its head is more than the output embedding)", type(causal))
+    return (body, head) if same else None

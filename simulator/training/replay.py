@@ -32,6 +32,7 @@ from simulator.cache import ReplayCache, array_hash, arrays_bytes, canonical_has
 from simulator.recorder import package_versions
 from simulator.training.client import Arm, Job, Update
 from simulator.training.local import HostTime, LocalStats
+from simulator.training.models import dtype_name
 
 if TYPE_CHECKING:
     from simulator.executors import Executor
@@ -115,6 +116,7 @@ def task_fingerprint(scenario: Scenario, task: RealTask) -> str:
         "training": scenario.training.model_dump(mode="json"),
         "seed": scenario.seed,
         "clients": scenario.population.clients,
+        "dtype": dtype_name(scenario.training),  # `auto` resolved on this host
         "versions": package_versions(),
         "source": _source_hash(),
         "components": _component_sources(scenario),

@@ -13,7 +13,13 @@ import torch
 from simulator.scenario import PubMedQAData, Scenario
 from simulator.training.client import Arm
 from simulator.training.data import load_data, tokenize
-from simulator.training.evaluate import evaluate, generate, generation_metrics
+from simulator.training.evaluate import (
+    answer_set,
+    candidate_answers,
+    evaluate,
+    generate,
+    generation_metrics,
+)
 from simulator.training.flops import FlopModel
 from simulator.training.models import load_model, load_tokenizer
 from simulator.training.partition import partition
@@ -32,6 +38,8 @@ class RealTask:
         self.rounds = scenario.server.rounds
         self.tokenizer = tokenizer = load_tokenizer(spec)
         self.tokens = tokenize(self.data, tokenizer, spec.local.seq_len)
+        candidates = candidate_answers(self.data, spec)
+        self.answers = answer_set(candidates, self.data, tokenizer, self.tokens)
         self.parts = partition(
             spec.partition, self.data, scenario.population.clients, scenario.seed
         )
@@ -65,7 +73,7 @@ class RealTask:
         self.use(arm)
         self.model.set_flat(flat)
         batch = self.spec.eval_batch_size
-        metrics = evaluate(self.model, self.tokens, self.data.validation, batch)
+        metrics = evaluate(self.model, self.tokens, self.data.validation, batch, self.answers)
         if not answers:
             return metrics, []
         spec = self.evaluation

@@ -139,3 +139,84 @@ def test_llm_run_writes_per_round_nll_and_rouge_and_a_loadable_adapter(
     ids = torch.tensor([[101, 2023, 2003]])
     assert model.generate(input_ids=ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
     assert np.isfinite(float(rows[-1]["value"]))
+
+
+def test_answer_ranking_accuracy_matches_a_hand_computation(tiny_models):
+    """answer_accuracy from the NLL pass equals ranking each class word by its log-likelihood in
+    its own forward pass (prompt + the shared "the answer is" + the candidate's word), and the
+    majority rate is the held-out share of the most common class; the NLL is unchanged."""
+    import torch.nn.functional as F
+
+    from simulator.training.evaluate import answer_set, candidate_answers, evaluate
+    from simulator.training.models import load_model
+
+    spec = _spec(tiny_models, kind="synthetic", samples=120, eval_samples=20)
+    data = load_data(spec.data, "causal_lm", seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, seq_len=64)
+    model = load_model(spec, 0, tokenizer.pad_token_id, seed=0)
+    with torch.no_grad():  # an adapter that makes the model prefer some words
+        for param in model.params:
+            param.normal_(0, 0.3)
+    candidates = candidate_answers(data, spec)
+    assert candidates[:2] == ["The answer is red.", "The answer is blue."]
+    answers = answer_set(candidates, data, tokenizer, tokens)
+    assert answers.offset == 3  # "the answer is" is shared; the class word decides
+    metrics = evaluate(model, tokens, data.validation, 7, answers)
+    model.model.eval()
+    hits, nll, count = 0, 0.0, 0
+    for row in data.validation:
+        length = int(tokens.prompt_lengths[row])
+        scores = []
+        for word in ANSWER_WORDS[: len(data.label_names)]:
+            answer = tokenizer(f"the answer is {word}", add_special_tokens=False)["input_ids"]
+            ids = torch.cat([tokens.input_ids[row, :length], torch.tensor(answer)])[None]
+            with torch.no_grad():
+                logp = model.model(input_ids=ids).logits[0].log_softmax(-1)
+            scores.append(float(sum(logp[length + i - 1, t] for i, t in enumerate(answer))))
+        hits += int(np.argmax(scores) == data.labels[row])
+        real = int(tokens.attention_mask[row].sum())
+        ids = tokens.input_ids[row, :real][None]
+        with torch.no_grad():
+            logits = model.model(input_ids=ids).logits[0]
+        nll += float(
+            F.cross_entropy(logits[length - 1 : real - 1], ids[0, length:], reduction="sum")
+        )
+        count += real - length
+    truth = data.labels[data.validation]
+    assert metrics["answer_accuracy"] == pytest.approx(hits / len(truth))
+    assert 0 < hits < len(truth)  # a ranking that is neither all right nor all wrong
+    assert metrics["majority_rate"] == pytest.approx(np.bincount(truth).max() / len(truth))
+    assert metrics["nll"] == pytest.approx(nll / count, rel=1e-5)
+
+
+def test_answers_that_no_single_token_tells_apart_are_not_ranked(tiny_models):
+    from simulator.training.evaluate import answer_set
+
+    spec = _spec(tiny_models, kind="synthetic", samples=40)
+    data = load_data(spec.data, "causal_lm", seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, seq_len=64)
+    same = ["The answer is red.", "The answer is red."] * 2
+    assert answer_set(same, data, tokenizer, tokens) is None
+    other = ["It is red.", "It is blue.", "It is green.", "It is yellow."]
+    assert answer_set(other, data, tokenizer, tokens) is None  # responses start otherwise
+
+
+def test_generations_come_back_in_the_order_asked_whatever_the_batching(tiny_models):
+    """Batches are sorted by prompt length (little left-padding), yet answer i is the answer to
+    prompt i: the same as generating each prompt alone."""
+    from simulator.training.evaluate import generate
+    from simulator.training.models import load_model
+
+    spec = _spec(tiny_models, kind="synthetic", samples=60)
+    data = load_data(spec.data, "causal_lm", seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, seq_len=64)
+    model = load_model(spec, 0, tokenizer.pad_token_id, seed=0)
+    rows = data.validation[:6][::-1]
+    lengths = tokens.prompt_lengths[torch.from_numpy(rows.copy())]
+    assert len(set(lengths.tolist())) > 1  # the sorting has something to do
+    batched = generate(model, tokenizer, tokens, rows, 5, batch_size=4)
+    alone = [generate(model, tokenizer, tokens, rows[i : i + 1], 5, 1)[0] for i in range(6)]
+    assert batched == alone and len(set(alone)) > 1

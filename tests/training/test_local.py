@@ -147,3 +147,92 @@ def test_fisher_policy_refreshes_every_h_steps_in_training(tiny_models):
     for _, w in masks:
         if w is not None:
             assert 0 < float(w.mean()) < 1
+
+
+def _instruction_setup(folder, **training):
+    """A model and the synthetic instruction task (response-only targets) on it."""
+    spec = RealTraining.model_validate(
+        {
+            "mode": "real",
+            "model": str(folder),
+            "task": "causal_lm",
+            "device": "cpu",
+            "data": {"kind": "synthetic", "samples": 40},
+            **training,
+        }
+    )
+    data = load_data(spec.data, spec.task, seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, 48)
+    model = load_model(spec, 0, tokenizer.pad_token_id, seed=0)
+    return model, tokens, data
+
+
+def _full_logit_losses(model, batch, weights):
+    """The loss as computed before: logits at every position, then masked."""
+    logits = model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    target = batch.targets[:, 1:].float()
+    losses = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        batch.input_ids[:, 1:].reshape(-1),
+        reduction="none",
+    ).view_as(target)
+    weight = target if weights is None else target * weights[:, 1:]
+    return (losses * weight).sum() / weight.sum(), F.pad(losses * target, (1, 0))
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "bert"])
+def test_target_only_logits_give_the_full_logits_loss(tiny_models, name):
+    """Llama and GPT-2 run the LM head only at target positions (BERT as a decoder has a head
+    transform, so it keeps full logits); the loss is the same to 1e-5, with and without a
+    token mask, and per-token losses are exact at every target when the step scores tokens."""
+    from simulator.training.local import Batch, _token_losses
+
+    model, tokens, _ = _instruction_setup(tiny_models[name])
+    assert (model._split is None) == (name == "bert")
+    with torch.no_grad():  # a trained adapter, so LoRA is not a no-op
+        for param in model.params:
+            param.normal_(0, 0.05)
+    rows = torch.arange(6)
+    width = int(tokens.attention_mask[rows].sum(1).max())
+    batch = Batch(
+        tokens.input_ids[rows, :width],
+        tokens.attention_mask[rows, :width],
+        None,
+        tokens.targets[rows, :width],
+    )
+    model.model.eval()
+    embeds = model.model.get_input_embeddings()(batch.input_ids)
+    weights = torch.rand(batch.input_ids.shape, generator=torch.Generator().manual_seed(0)) > 0.5
+    for mask, scores in ((None, False), (weights.float(), False), (weights.float(), True)):
+        with torch.no_grad():
+            loss, per_token = _token_losses(model, batch, embeds, mask, scores)
+            want, want_tokens = _full_logit_losses(model, batch, mask)
+        torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+        if scores or mask is None:
+            torch.testing.assert_close(per_token, want_tokens, rtol=1e-5, atol=1e-6)
+        else:  # only the kept targets were computed
+            kept = F.pad(batch.targets[:, 1:] * weights[:, 1:], (1, 0)).bool()
+            torch.testing.assert_close(per_token[kept], want_tokens[kept], rtol=1e-5, atol=1e-6)
+            assert (per_token[~kept] == 0).all() and (want_tokens[~kept] > 0).any()
+
+
+@pytest.mark.slow
+def test_smollm2_target_only_step_matches_full_logits():
+    """SmolLM2-135M at one step of 4 x 128 synthetic instructions: the target-only loss
+    and its adapter gradient equal the full-logits ones to 1e-5."""
+    from simulator.training.local import Batch, _token_losses
+
+    model, tokens, _ = _instruction_setup("smollm2-135m", local={"seq_len": 128})
+    assert model._split is not None
+    rows = torch.arange(4)
+    width = int(tokens.attention_mask[rows].sum(1).max())
+    batch = Batch(*(t[rows, :width] for t in (tokens.input_ids, tokens.attention_mask)), None,
+                  tokens.targets[rows, :width])  # fmt: skip
+    embeds = model.model.get_input_embeddings()(batch.input_ids).detach()
+    loss, _ = _token_losses(model, batch, embeds, None, False)
+    grad = torch.autograd.grad(loss, model.params[1])[0]  # a B matrix (A's gradient is 0 at B=0)
+    want, _ = _full_logit_losses(model, batch, None)
+    want_grad = torch.autograd.grad(want, model.params[1])[0]
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-7)

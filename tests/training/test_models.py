@@ -189,3 +189,50 @@ def test_portable_names_of_base_models(tmp_path):
     assert portable_name("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
     (tmp_path / "my-model").mkdir()
     assert portable_name(str(tmp_path / "my-model")) == "my-model"
+
+
+def test_bfloat16_on_a_cpu_without_bf16_is_a_clear_error(tiny_models, monkeypatch):
+    """The capability query answers "no" (as on a CPU without avx512_bf16/amx_bf16): asking for
+    bf16 names the key, the reason and the fix; auto and float32 still load in fp32."""
+    from simulator.training import models
+
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+    causal = {"task": "causal_lm", "partition": {"kind": "iid"}}
+    with pytest.raises(ModelError, match=r"training\.dtype: 'bfloat16'.*Fix: set training\.dtype"):
+        load_model(spec(str(tiny_models["llama"]), dtype="bfloat16", **causal), 0, 0, seed=0)
+    for dtype in ("auto", "float32"):
+        model = load_model(spec(str(tiny_models["llama"]), dtype=dtype, **causal), 0, 0, seed=0)
+        assert model.autocast_dtype is None
+        assert models.dtype_name(spec("x", dtype=dtype)) == "float32"
+
+
+def test_cpu_bfloat16_runs_the_base_under_autocast_and_keeps_the_adapter_fp32(
+    tiny_models, monkeypatch
+):
+    """bf16 on a CPU that has it: weights, LoRA and the flat message stay fp32, the forward runs
+    in bf16 (its loss differs from fp32's, but only by bf16 rounding), and a step trains."""
+    from simulator.training import models
+    from simulator.training.data import load_data, tokenize
+    from simulator.training.flops import FlopModel
+    from simulator.training.local import train_local
+    from simulator.training.models import load_tokenizer
+
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)  # whatever this host has
+    causal = {"task": "causal_lm", "partition": {"kind": "iid"}}
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        training = spec(str(tiny_models["llama"]), dtype=dtype, **causal)
+        tokenizer = load_tokenizer(training)
+        model = load_model(training, 0, tokenizer.pad_token_id, seed=0)
+        assert all(p.dtype == torch.float32 for p in model.model.parameters())
+        data = load_data(training.data, "causal_lm", 0)
+        tokens = tokenize(data, tokenizer, 32)
+        flops = FlopModel.of(model.model, "causal_lm")
+        seed = np.random.SeedSequence(0)
+        delta, stats = train_local(model, tokens, data.train[:16], training.local, flops, seed)
+        assert delta.dtype == np.float32 and np.abs(delta).max() > 0
+        results[dtype] = (stats.loss_first, model.autocast_dtype, models.dtype_name(training))
+    assert results["float32"][1:] == (None, "float32")
+    assert results["bfloat16"][1:] == (torch.bfloat16, "bfloat16")
+    fp32, bf16 = results["float32"][0], results["bfloat16"][0]
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=2e-2)

@@ -306,3 +306,22 @@ def test_a_cache_path_that_is_a_file_is_an_error_before_the_run_starts(
     assert f"{taken}: the replay cache must be a writable folder" in said
     assert "Traceback" not in said
     assert not out.exists() and taken.read_text() == "not a folder"
+
+
+def test_the_dtype_is_in_the_task_fingerprint_and_the_manifest(
+    write_scenario, tiny_models, tmp_path
+):
+    from simulator.training.task import RealTask
+
+    raw = real_scenario_dict(tiny_models["llama"])
+    raw["training"] |= {"task": "causal_lm", "partition": {"kind": "iid"}}
+    path = write_scenario(raw)
+    prints = {}
+    for dtype in ("auto", "float32", "bfloat16"):
+        scenario = load_scenario(path, [f"training.dtype={dtype}"])
+        prints[dtype] = task_fingerprint(scenario, RealTask(scenario))
+    assert len(set(prints.values())) == 3
+    scenario = load_scenario(path, ["training.dtype=bfloat16", "server.rounds=1"])
+    prepare_out(tmp_path / "run", path, scenario)
+    (arm,) = run_scenario(scenario, tmp_path / "run", progress=False)
+    assert json.loads((arm / "manifest.json").read_text())["dtype"] == "bfloat16"
