@@ -313,7 +313,7 @@ def test_the_dtype_is_in_the_task_fingerprint_and_the_manifest(
 ):
     from simulator.training.task import RealTask
 
-    raw = real_scenario_dict(tiny_models["llama"])
+    raw = real_scenario_dict(tiny_models["llama"], evaluation={"targets": [10.0]})
     raw["training"] |= {"task": "causal_lm", "partition": {"kind": "iid"}}
     path = write_scenario(raw)
     prints = {}
