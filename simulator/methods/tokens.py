@@ -13,9 +13,18 @@ the next minibatches), as an EMA with ρ over refresh steps, reset at every roun
 hook per client-round). Several occurrences of an id in one refresh batch are averaged before
 the EMA update. The EMA starts at an id's first observed value, not at 0: from 0 it would be
 biased towards 0 by ρⁿ after n observations, so a frequent id with small scores would outrank
-a rare id with large ones. A token id that no refresh batch of this client-round has held is
-kept (REC 2's +∞), by every policy alike, random included, so the controls differ from
-Fed-FSTQ only in how they score the ids they have seen.
+a rare id with large ones.
+
+A token id that no refresh batch of this client-round has held scores the median of the scored
+ids' EMAs (special tokens aside; 0 before any refresh). Algorithm 1 resets the EMA to 0 (unscored
+ids last) and an earlier version here used REC 2's +∞ (unscored ids first); on PubMedQA most
+response ids are unscored within a round, so +∞ turned every policy's mask into the positional
+prefix, and 0 would restrict the mask to the few (mostly frequent) ids already seen. The median
+is the neutral guess: an unscored id competes with the scored ones instead of winning or losing
+by construction. `studies/unscored_score.py` measures, on the LLM study's client-rounds, how much
+of a refresh batch's true score each rule's mask keeps. Equal scores (unscored ids among
+themselves, repeated ids) are ordered by a random permutation from the hook's seed, never by
+position. Per client-round `MaskDiagnostics` count what the masks kept (written to masks.csv).
 
 - `fisher` (Fed-FSTQ): gᵢ = ‖∂L/∂eᵢ‖² at the input embeddings, from the refresh step's own
   backward pass; with `align = true` (causal LM) target token i is scored by gᵢ₋₁, the input
@@ -23,7 +32,8 @@ Fed-FSTQ only in how they score the ids they have seen.
 - `loss` (control): the per-token loss (causal LM: of predicting token i; classification:
   the loss of the sequence the token is in).
 - `random` (control): uniform random scores from the client-round's seed, drawn afresh at
-  every masked step; same schedule and keep ratio, so it isolates the Fisher proxy.
+  every masked step for every eligible token, scored or not; same schedule and keep ratio, so
+  it isolates the Fisher proxy.
 How a 0 weight acts on training is local.py's business (no gradient from that token).
 """
 
