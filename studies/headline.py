@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from analysis import metrics, plots
 from analysis.report import per_seed_values
 from analysis.runs import (
@@ -30,7 +32,7 @@ from analysis.runs import (
 from simulator.cache import default_replay_dir
 from simulator.sweep import SeedTask, run_tasks
 from studies import budget
-from studies.results_doc import HEADLINE_ARMS, render
+from studies.results_doc import HEADLINE_ARMS, MASK_COLUMNS, render
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ MAHIMAHI = "traces/mahimahi"  # shipped with the repository; `make results` runs
 BASELINE = "fedavg-fp16"
 FSTQ = HEADLINE_ARMS[0]
 CONTROLS = ("random-tokens-fstq", "loss-tokens-fstq")
+# The paper's ablation without token selection (z = 1), compared where a study has it.
+NO_TOKENS = "fed-fstq-no-tokens"
 # The Fed-FSTQ paper's abstract: cumulative uplink to the quality
 # threshold, FedAvg-LoRA / Fed-FSTQ; and 1 − TTA ratio under the heterogeneous LTE profile.
 PAPER = {"bytes_ratio": 46.0, "time_reduction_pct": 52.0}
@@ -169,6 +173,20 @@ def _bits_per_parameter(arms: list[Arm]) -> dict[str, float]:
     return {str(a): float(v) for a, v in means.items()}
 
 
+def _mask_diagnostics(arms: list[Arm]) -> dict[str, dict[str, float]]:
+    """Per token-policy arm, the mean over its client-rounds and seeds of each masks.csv
+    diagnostic (simulator/methods/tokens.py: MaskDiagnostics); arms without masks are absent."""
+    frames = [
+        pd.read_csv(arm.folder / "masks.csv").assign(arm=arm.arm)
+        for arm in arms
+        if (arm.folder / "masks.csv").is_file()
+    ]
+    if not frames:
+        return {}
+    means = pd.concat(frames).groupby("arm", sort=False)[[k for k, _ in MASK_COLUMNS]].mean()
+    return {str(arm): {k: float(v) for k, v in row.items()} for arm, row in means.iterrows()}
+
+
 def _setup(folder: Path) -> dict[str, Any]:
     """What the study ran, from seed 0's resolved scenario: the settings the document shows."""
     scenario = json.loads((folder / "seed-0" / "scenario.json").read_text(encoding="utf-8"))
@@ -225,7 +243,8 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
             "final": _paired_difference(values, "final", FSTQ, other),
             "time_to_target_s": _paired_difference(values, "time_s", FSTQ, other),
         }
-        for other in CONTROLS
+        for other in (*CONTROLS, NO_TOKENS)
+        if other in setup["methods"]
     }
     return {
         "key": study.key,
@@ -240,6 +259,7 @@ def summarise(study: Study, runs: Path, figures: Path) -> dict[str, Any]:
         "setup": {k: v for k, v in setup.items() if k != "methods"},
         "arms": arms,
         "controls": controls,
+        **({"masks": masks} if (masks := _mask_diagnostics(found)) else {}),
         "figures": _figures(study, finished, figures),
         **host_costs(found),
     }

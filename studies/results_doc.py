@@ -28,17 +28,22 @@ def value(pair: list[float | None], unit: str, decimals: int) -> str:
     return fmt((mean, half), 1.0, unit, decimals)
 
 
-def verdict(pair: list[float | None], claim: float) -> str:
-    """Where the paper's figure lies against our mean ± 95 % CI: inside it (we match), above
-    it (we fall short) or below it (we exceed); a single seed counts as its mean alone."""
+def verdict(pair: list[float | None], claim: float, cost: bool = False) -> str:
+    """Where the paper's figure lies against our mean ± 95 % CI: "inconclusive" when the
+    interval holds both 0 and the figure (the data cannot tell them apart), else inside it
+    ("matches"), above it ("falls short"; for a cost such as an overhead, "lower") or below it
+    ("exceeds"; for a cost, "higher"); a single seed counts as its mean alone."""
     mean, half = pair
     if mean is None:
         return "not reached"
     half = 0.0 if half is None else half
-    if mean + half < claim:
-        return "falls short"
-    if mean - half > claim:
-        return "exceeds"
+    low, high = mean - half, mean + half
+    if half > 0 and low <= 0 <= high and low <= claim <= high:
+        return "inconclusive"
+    if high < claim:
+        return "lower" if cost else "falls short"
+    if low > claim:
+        return "higher" if cost else "exceeds"
     return "matches"
 
 
@@ -109,12 +114,40 @@ def shown(pair: list[float | None]) -> str:
     return "yes" if abs(mean) > half else "no (the interval includes 0)"
 
 
+# A token policy whose masks equal the positional prefix in at least this share of rows keeps
+# the same tokens as any other such policy: a difference between them cannot be shown.
+PREFIX_COINCIDE = 0.9
+MASK_COLUMNS = (
+    ("kept_share", "kept share of targets"),
+    ("unscored_share", "kept, id never scored"),
+    ("prefix_jaccard", "Jaccard with the prefix"),
+    ("prefix_rows", "rows = the prefix"),
+)
+
+
+def masks_coincide(study: dict[str, Any], arm: str, other: str) -> bool:
+    """Whether both arms' masks are the positional prefix (masks.csv diagnostics)."""
+    masks = study.get("masks", {})
+    return all(masks.get(a, {}).get("prefix_rows", 0.0) >= PREFIX_COINCIDE for a in (arm, other))
+
+
 def control_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Fed-FSTQ minus each token control, paired by seed."""
     head = ["comparison", "final (difference)", "difference shown", "time to target (difference)"]
+    rows = []
+    for name, d in study["controls"].items():
+        arm, other = name.split(" vs ")
+        said = "the masks coincide" if masks_coincide(study, arm, other) else shown(d["final"])
+        rows.append([name, value(d["final"], "", 3), said, value(d["time_to_target_s"], "s", 1)])
+    return head, rows
+
+
+def mask_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per token-policy arm, its masks' diagnostics averaged over client-rounds and seeds."""
+    head = ["arm", *(title for _, title in MASK_COLUMNS)]
     rows = [
-        [name, value(d["final"], "", 3), shown(d["final"]), value(d["time_to_target_s"], "s", 1)]
-        for name, d in study["controls"].items()
+        [arm, *(f"{diagnostics[key]:.2f}" for key, _ in MASK_COLUMNS)]
+        for arm, diagnostics in study.get("masks", {}).items()
     ]
     return head, rows
 
@@ -142,7 +175,7 @@ def claim_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             [
                 study["key"],
                 value(overhead, "%", 1),
-                verdict(overhead, PAPER_OVERHEAD_PCT),
+                verdict(overhead, PAPER_OVERHEAD_PCT, cost=True),
                 value(quality, "", 3),
                 shown(quality),
             ]
@@ -398,16 +431,23 @@ TOKEN_RECALL_TEXT = [
 
 VERDICT_TEXT = [
     "",
-    '"matches" means the paper\'s figure lies inside our 95 % interval, "falls short" that the',
-    'whole interval is below it, "exceeds" that it is above. With three seeds and seed-to-seed',
-    "variation in which clients are picked, time intervals are wide: a match with a wide",
-    "interval says the data are consistent with the paper, not that they confirm it.",
+    '"inconclusive" means our 95 % interval holds both 0 and the paper\'s figure, so the data',
+    'cannot tell them apart; otherwise "matches" means the figure lies inside the interval,',
+    '"falls short" that the whole interval is below it, "exceeds" that it is above (for an',
+    'overhead, a cost: "lower" and "higher"). With three seeds and seed-to-seed variation in',
+    "which clients are picked, time intervals are wide: a match with a wide interval says the",
+    "data are consistent with the paper, not that they confirm it. A token control whose masks",
+    'and Fed-FSTQ\'s both equal the positional prefix in most rows reads "the masks coincide":',
+    "the comparison could not have shown a difference.",
 ]
 
 
 def _study(study: dict[str, Any]) -> list[str]:
     lines = [f"## {study['title']} (`{study['key']}`)", ""]
     lines += table(*study_rows(study))
+    if study.get("masks"):
+        lines += ["Token masks (masks.csv, mean over client-rounds and seeds):", ""]
+        lines += table(*mask_rows(study))
     lines += [f"![{name}](results/{name})" for name in study["figures"]]
     return [*lines, ""]
 

@@ -13,9 +13,18 @@ the next minibatches), as an EMA with ρ over refresh steps, reset at every roun
 hook per client-round). Several occurrences of an id in one refresh batch are averaged before
 the EMA update. The EMA starts at an id's first observed value, not at 0: from 0 it would be
 biased towards 0 by ρⁿ after n observations, so a frequent id with small scores would outrank
-a rare id with large ones. A token id that no refresh batch of this client-round has held is
-kept (REC 2's +∞), by every policy alike, random included, so the controls differ from
-Fed-FSTQ only in how they score the ids they have seen.
+a rare id with large ones.
+
+A token id that no refresh batch of this client-round has held scores the median of the scored
+ids' EMAs (special tokens aside; 0 before any refresh). Algorithm 1 resets the EMA to 0 (unscored
+ids last) and an earlier version here used REC 2's +∞ (unscored ids first); on PubMedQA most
+response ids are unscored within a round, so +∞ turned every policy's mask into the positional
+prefix, and 0 would restrict the mask to the few (mostly frequent) ids already seen. The median
+is the neutral guess: an unscored id competes with the scored ones instead of winning or losing
+by construction. `studies/unscored_score.py` measures, on the LLM study's client-rounds, how much
+of a refresh batch's true score each rule's mask keeps. Equal scores (unscored ids among
+themselves, repeated ids) are ordered by a random permutation from the hook's seed, never by
+position. Per client-round `MaskDiagnostics` count what the masks kept (written to masks.csv).
 
 - `fisher` (Fed-FSTQ): gᵢ = ‖∂L/∂eᵢ‖² at the input embeddings, from the refresh step's own
   backward pass; with `align = true` (causal LM) target token i is scored by gᵢ₋₁, the input
@@ -23,7 +32,8 @@ Fed-FSTQ only in how they score the ids they have seen.
 - `loss` (control): the per-token loss (causal LM: of predicting token i; classification:
   the loss of the sequence the token is in).
 - `random` (control): uniform random scores from the client-round's seed, drawn afresh at
-  every masked step; same schedule and keep ratio, so it isolates the Fisher proxy.
+  every masked step for every eligible token, scored or not; same schedule and keep ratio, so
+  it isolates the Fisher proxy.
 How a 0 weight acts on training is local.py's business (no gradient from that token).
 """
 
@@ -52,6 +62,48 @@ class TokenOptions(BaseModel):
     align: bool = False
 
 
+class MaskDiagnostics:
+    """Counts over one client-round's masked steps: how much the masks keep, how much of it is
+    ids no refresh batch held, and how close the masks are to the positional prefix (the mask
+    that keeps each row's first targets, what every policy degenerates to when it cannot
+    tell tokens apart)."""
+
+    def __init__(self) -> None:
+        self.eligible = self.kept = self.kept_unscored = 0
+        self.rows = self.prefix_rows = 0
+        self.jaccard = 0.0
+
+    def add(self, weights: torch.Tensor, eligible: torch.Tensor, unscored: torch.Tensor) -> None:
+        """Count one masked step's mask [B, T] over its eligible positions."""
+        kept = weights.bool() & eligible
+        quota = kept.sum(dim=1, keepdim=True)
+        prefix = eligible & (eligible.long().cumsum(dim=1) <= quota)
+        rows = eligible.any(dim=1)
+        inter = (kept & prefix).sum(dim=1).float()
+        union = (kept | prefix).sum(dim=1).float()
+        self.eligible += int(eligible.sum())
+        self.kept += int(kept.sum())
+        self.kept_unscored += int((kept & unscored).sum())
+        self.rows += int(rows.sum())
+        self.prefix_rows += int(((kept == prefix).all(dim=1) & rows).sum())
+        self.jaccard += float((inter / union.clamp_min(1))[rows & (union > 0)].sum())
+        self.jaccard += float((rows & (union == 0)).sum())  # an empty mask is its empty prefix
+
+    def summary(self) -> dict[str, float] | None:
+        """kept_share (kept / eligible positions), unscored_share (kept positions whose id no
+        refresh batch held / kept), prefix_jaccard (mean over rows of |mask ∩ prefix| /
+        |mask ∪ prefix|), prefix_rows (share of rows whose mask is the prefix); None when
+        no step was masked."""
+        if not self.rows:
+            return None
+        return {
+            "kept_share": self.kept / max(self.eligible, 1),
+            "unscored_share": self.kept_unscored / max(self.kept, 1),
+            "prefix_jaccard": self.jaccard / self.rows,
+            "prefix_rows": self.prefix_rows / self.rows,
+        }
+
+
 class ScheduledHook:
     """One client-round of a scored token policy (see the module docstring)."""
 
@@ -65,11 +117,12 @@ class ScheduledHook:
     ) -> None:
         self.options = options
         self.score = score
-        self.ema = torch.full((vocab_size,), math.inf)  # +inf until an id is first scored
+        self.ema = torch.full((vocab_size,), math.nan)  # NaN until an id is first scored
         self.seen = torch.zeros(vocab_size, dtype=torch.bool)  # held by a refresh batch
         self.special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
         self.generator = torch.Generator().manual_seed(seed)
         self.refreshed = False
+        self.diagnostics = MaskDiagnostics()
 
     def _refresh_step(self, step: int) -> bool:
         return step % self.options.refresh == 0
@@ -78,21 +131,32 @@ class ScheduledHook:
         """Refresh steps compute per-token losses and embedding-gradient scores."""
         return self._refresh_step(step) and self.score != "random"
 
+    def unscored_score(self) -> float:
+        """The score of an id no refresh batch of this round has held: the median of the
+        scored ids' EMAs, special tokens (always kept) aside (see the module docstring)."""
+        scored = ~torch.isnan(self.ema)
+        scored[self.special] = False
+        scored = self.ema[scored]
+        return float(scored.median()) if len(scored) else 0.0
+
     def weights(self, step: int, batch: Batch) -> torch.Tensor | None:
         """All ones until the first refresh and at refresh steps, else the top-keep mask."""
-        ids, eligible = batch.input_ids.cpu(), _eligible(batch)
+        ids, eligible = batch.input_ids.cpu(), _eligible(batch).bool()
         if self._refresh_step(step):
             self.refreshed = True
-            self.seen[ids[eligible.bool()]] = True
+            self.seen[ids[eligible]] = True
             return None
         if not self.refreshed:
             return None
         if self.score == "random":
             scores = torch.rand(ids.shape, generator=self.generator)
-            scores[~self.seen[ids]] = math.inf
         else:
-            scores = self.ema[ids].clone()
-        return top_tokens(scores, ids, eligible, self.special, self.options.keep)
+            scores = self.ema[ids].nan_to_num(self.unscored_score())
+        weights = top_tokens(
+            scores, ids, eligible.long(), self.special, self.options.keep, self.generator
+        )
+        self.diagnostics.add(weights, eligible, ~self.seen[ids])
+        return weights
 
     def observe(
         self, step: int, batch: Batch, token_loss: torch.Tensor, token_grad_sq: torch.Tensor
@@ -110,8 +174,13 @@ class ScheduledHook:
         mean = sums[present] / counts[present]
         rho = self.options.rho
         previous = self.ema[present]
-        first = torch.isinf(previous)
-        self.ema[present] = torch.where(first, mean, rho * previous + (1 - rho) * mean)
+        self.ema[present] = torch.where(
+            torch.isnan(previous), mean, rho * previous + (1 - rho) * mean
+        )
+
+    def mask_summary(self) -> dict[str, float] | None:
+        """The round's mask diagnostics (MaskDiagnostics.summary)."""
+        return self.diagnostics.summary()
 
 
 def _eligible(batch: Batch) -> torch.Tensor:
@@ -126,14 +195,24 @@ def top_tokens(
     attention_mask: torch.Tensor,
     special: torch.Tensor,
     keep: float,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """A 0/1 weight per position: each row's top ⌈keep·length⌉ scores, special tokens first."""
+    """A 0/1 weight per position: each row's top ⌈keep·length⌉ scores, special tokens first.
+
+    Equal scores are ordered by a random permutation from `generator` (a mask must not favour
+    early positions); without one (inference), by position.
+    """
     scores = scores.float().clone()
     scores[torch.isin(ids, special)] = math.inf
     scores[attention_mask == 0] = -math.inf
     lengths = attention_mask.sum(dim=1)
     quota = torch.ceil(keep * lengths.float()).long()
-    order = scores.argsort(dim=1, descending=True, stable=True)
+    if generator is None:
+        order = scores.argsort(dim=1, descending=True, stable=True)
+    else:
+        shuffle = torch.rand(scores.shape, generator=generator).argsort(dim=1)
+        ranked = scores.gather(1, shuffle).argsort(dim=1, descending=True, stable=True)
+        order = shuffle.gather(1, ranked)
     ranks = torch.empty_like(order).scatter_(
         1, order, torch.arange(ids.shape[1]).expand_as(order).contiguous()
     )
@@ -207,6 +286,10 @@ class TokenRecall:
             self.kept_all += int(kept.sum())
             self.total_all += int(eligible.sum())
         return weights
+
+    def mask_summary(self) -> dict[str, float] | None:
+        """As the wrapped hook."""
+        return self.hook.mask_summary()
 
     @property
     def recall(self) -> float:

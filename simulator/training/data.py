@@ -15,9 +15,12 @@ Instruction data (causal LM with a prompt and a response per example): JSONL/CSV
 and contexts -> the decision word, then the long answer); the synthetic task as an instruction
 set (which keyword class does this text name -> "The answer is <class word>."). The prompt is
 wrapped in the tokenizer's chat template when it has one (else "<prompt>\nAnswer: "), the
-response ends with EOS, and only response tokens are loss targets (`Tokens.targets`). When an
-example is longer than seq_len, the response keeps up to half of it and the prompt keeps its
-end (the template's assistant header and the question's last words).
+response ends with EOS, and only response tokens are loss targets (`Tokens.targets`). A prompt
+line that starts with "Context: " or "Abstract: " (`CONTEXT_LINE`; PubMedQA's template has one)
+is its context, the only part ever cut: when an example is longer than seq_len, the context
+loses tokens from its middle (its first and last words stay), so the instruction, the question
+and the response are kept whole. An example that does not fit even with its context gone
+raises `DataError` naming it and the seq_len it needs.
 """
 
 from __future__ import annotations
@@ -242,9 +245,11 @@ ANSWER_WORDS = (
     "red", "blue", "green", "yellow", "purple", "orange", "black", "white",
     "silver", "golden", "brown", "pink", "grey", "violet", "indigo", "crimson",
 )  # fmt: skip
+# The abstract is the context (cut first when too long); the question comes last, next to the
+# answer, and is never cut.
 PUBMEDQA_PROMPT = (
     "Answer the biomedical question from the abstract. Start with yes, no or maybe, then "
-    "explain.\nQuestion: {question}\nAbstract: {contexts}"
+    "explain.\nAbstract: {contexts}\nQuestion: {question}"
 )
 
 
@@ -665,20 +670,49 @@ def prompt_text(tokenizer: Any, prompt: str) -> str:
     return f"{prompt}\nAnswer: "
 
 
+# A prompt line whose text after the label is the context: what truncation may cut.
+CONTEXT_LINE = re.compile(r"^(?:Context|Abstract):( .*)$", re.MULTILINE)
+
+
+def _prompt_parts(tokenizer: Any, prompt: str) -> tuple[str, str, str]:
+    """(before, context, after) of the prompt as the model sees it; context is "" when the
+    prompt has no context line."""
+    text = prompt_text(tokenizer, prompt)
+    found = CONTEXT_LINE.search(prompt)
+    offset = text.find(prompt)
+    if found is None or offset < 0:
+        return text, "", ""
+    start, end = offset + found.start(1), offset + found.end(1)
+    return text[:start], text[start:end], text[end:]
+
+
 def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
-    """Prompt and response tokens side by side; only the response's are targets."""
+    """Prompt and response tokens side by side; only the response's are targets. A long
+    example loses the middle of its context (see the module docstring)."""
     assert data.prompts is not None
-    prompts = tokenizer(
-        [prompt_text(tokenizer, p) for p in data.prompts], add_special_tokens=False
-    )["input_ids"]
+    parts = [_prompt_parts(tokenizer, p) for p in data.prompts]
+    pieces = tokenizer([x for part in parts for x in part], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token or ""
     responses = tokenizer([r + eos for r in data.texts], add_special_tokens=False)["input_ids"]
     rows, lengths = [], []
-    for prompt, response in zip(prompts, responses, strict=True):
-        response = response[: max(seq_len - len(prompt), seq_len // 2)]
-        prompt = prompt[-(seq_len - len(response)) :]  # room >= seq_len / 2 > 0
-        rows.append(prompt + response)
-        lengths.append(len(prompt))
+    for i, response in enumerate(responses):
+        before, context, after = pieces[3 * i : 3 * i + 3]
+        room = seq_len - len(before) - len(after) - len(response)
+        if room < 0:
+            raise DataError(
+                located(
+                    data.source,
+                    f"example {i} (prompt {data.prompts[i][:60]!r}...)",
+                    f"its instruction, question and response alone take {seq_len - room} "
+                    f"tokens, more than seq_len = {seq_len} (only a context line is cut)",
+                    f"set training.local.seq_len to at least {seq_len - room}, or shorten "
+                    "the example",
+                )
+            )
+        if len(context) > room:
+            context = context[: room - room // 2] + context[len(context) - room // 2 :]
+        rows.append(before + context + after + response)
+        lengths.append(len(before) + len(context) + len(after))
     input_ids, mask = _right_pad(rows, pad_id(tokenizer))
     prompt_lengths = np.array(lengths, dtype=np.int64)
     targets = mask & (np.arange(mask.shape[1]) >= prompt_lengths[:, None])

@@ -17,10 +17,13 @@ T = the batch's longest sequence):
                               head layer (the classifier; a frozen pooler has none).
 
     Fed-FSTQ's extra work, counted so time to target does not favour it:
-    token scores (a refresh step of a scored token policy): 2·d per position, the squared
-                              norm of each input embedding's gradient (the gradient itself is
-                              in the backward count above, which already includes the first
-                              block's input gradients);
+    token scores (a refresh step of a scored token policy): the input embeddings then need a
+                              gradient, which no other step computes (nothing below the first
+                              block trains, so autograd stops there): per position, the input
+                              gradients of the first block's projections that read its input
+                              (F_in = Σ 2·in·out over its query/key/value, fused or not, and
+                              the LoRA A matrices on them), plus 2·d for the squared norm of
+                              each embedding's gradient;
     Fisher estimate (codecs that need it): 3 per trainable coordinate per step (square,
                               scale, add of the EMA F̂ ← ρF̂ + (1−ρ)g⊙g).
 
@@ -31,11 +34,15 @@ runs on the server and costs the clients nothing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 
 _HEAD_NAMES = ("classifier", "pooler", "score", "lm_head")
+# The projections that read a block's input (BERT, Llama/Mistral, GPT-2's fused c_attn).
+_INPUT_PROJECTIONS = ("query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn")
+_FIRST_BLOCK = re.compile(r"\.(?:layer|layers|h)\.0\.")
 
 
 def _linear_shape(module: torch.nn.Module) -> tuple[int, int] | None:
@@ -63,11 +70,12 @@ class FlopModel:
     head_per_position: bool  # causal LM head (every position) vs classifier (once per sequence)
     layers: int
     width: int
+    first_input: float = 0.0  # F_in: input gradients of the first block's input projections
 
     @classmethod
     def of(cls, model: torch.nn.Module, task: str) -> FlopModel:
         """Count the model's linear layers, LoRA pairs and head."""
-        linear = lora = lora_grad = head = head_grad = 0.0
+        linear = lora = lora_grad = head = head_grad = first_input = 0.0
         for name, module in model.named_modules():
             if "original_module" in name or hasattr(module, "base_layer"):
                 continue  # PEFT's frozen copy of a trained head; a LoRA wrapper (its parts count)
@@ -75,6 +83,13 @@ class FlopModel:
             if shape is None:
                 continue
             cost = 2.0 * shape[0] * shape[1]
+            parts = name.split(".")
+            if (
+                _FIRST_BLOCK.search(name)
+                and any(part in _INPUT_PROJECTIONS for part in parts)
+                and "lora_B" not in parts
+            ):
+                first_input += cost
             if ".lora_A." in name or ".lora_B." in name:
                 lora += cost
                 if module.weight.requires_grad:
@@ -95,6 +110,7 @@ class FlopModel:
             task == "causal_lm",
             int(config.num_hidden_layers),
             int(config.hidden_size),
+            first_input,
         )
 
     def attention(self, positions: int) -> float:
@@ -114,7 +130,7 @@ class FlopModel:
         and the token scores and Fisher estimate when the step makes them."""
         heads = batch * positions if self.head_per_position else batch
         weight_grads = batch * positions * self.lora_weight_grad + heads * self.head_weight_grad
-        extra = 2.0 * batch * positions * self.width if scores else 0.0
+        extra = batch * positions * (self.first_input + 2.0 * self.width) if scores else 0.0
         if fisher:
             extra += 3.0 * self.trainable()
         return 2.0 * self.forward(batch, positions) + weight_grads + extra

@@ -83,6 +83,7 @@ class LocalStats:
     loss_last: float = float("nan")
     host: HostTime = field(default_factory=HostTime)
     fisher: np.ndarray | None = None  # diagonal Fisher EMA of the adapter, when asked for
+    mask: dict[str, float] | None = None  # the token hook's mask diagnostics, if it keeps any
 
 
 def _batches(
@@ -190,6 +191,8 @@ def train_local(
         _count(stats, batch, float(loss.detach()), work, (t1 - t0, t2 - t1, t3 - t2))
     if fisher is not None:
         stats.fisher = fisher.cpu().numpy()
+    if hasattr(hook, "mask_summary"):  # simulator/methods/tokens.py: MaskDiagnostics
+        stats.mask = hook.mask_summary()
     return model.get_flat() - start, stats
 
 

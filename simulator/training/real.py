@@ -12,8 +12,10 @@ Checkpoints: after every round the server model's arrays (global adapter, server
 moments) and every client's codec state go to `state-r<round>.npz` beside the run's
 checkpoint (sha256 recorded in it). No random state carries across rounds (each client-round
 reseeds from its seed scope), so those arrays are the whole state to resume from. At the end
-the adapter is saved with PEFT's `save_pretrained` into `adapter/`. Every file is written by
-the arm's recorder (simulator/recorder.py).
+the adapter is saved with PEFT's `save_pretrained` into `adapter/`. `masks.csv` holds a token
+policy's mask diagnostics per client-round (simulator/methods/tokens.py: MaskDiagnostics),
+rewritten with every checkpoint. Every file is written by the arm's recorder
+(simulator/recorder.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from simulator.training.client import Arm, Job
 from simulator.training.local import HostTime
 from simulator.training.partition import partition_table
 from simulator.training.task import RealTask
+
+MASK_COLUMNS = ("round", "client", "kept_share", "unscored_share", "prefix_jaccard", "prefix_rows")
 
 
 class RealTrainer:
@@ -69,6 +73,7 @@ class RealTrainer:
         self.host = HostTime()
         self.host_eval = 0.0
         self.samples: dict[str, Any] | None = None  # the latest generated answers
+        self.masks: list[list[float]] = []  # masks.csv rows
         recorder.write_table("partition.csv", *partition_table(task.parts, task.data))
 
     def downlink_bytes(self, client: int) -> int:
@@ -90,9 +95,13 @@ class RealTrainer:
             )
             for c, round_index in starts
         ]
-        for update in self.executor.run(self.arm, jobs):
+        for job, update in zip(jobs, self.executor.run(self.arm, jobs), strict=True):
             self.client_state[update.client] = update.state
             stats = update.stats
+            if stats.mask is not None:
+                self.masks.append(
+                    [job.round, job.client, *(stats.mask[c] for c in MASK_COLUMNS[2:])]
+                )
             self.host.forward += stats.host.forward
             self.host.backward += stats.host.backward
             self.host.optimizer += stats.host.optimizer
@@ -139,6 +148,9 @@ class RealTrainer:
         arrays = self.server.arrays()
         for client, kept in self.client_state.items():
             arrays.update({f"client-{client}-{key}": value for key, value in kept.items()})
+        if self.masks:
+            arrays["masks"] = np.array(self.masks, dtype=np.float64)
+            self.recorder.write_table("masks.csv", MASK_COLUMNS, self.masks)
         return {"round": done, **self.recorder.write_arrays(f"state-r{done}", arrays)}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -146,6 +158,8 @@ class RealTrainer:
         arrays = self.recorder.read_arrays(state)
         self.server.load(arrays, int(state["round"]))
         self.client_state = {}
+        saved = arrays["masks"].tolist() if "masks" in arrays else []
+        self.masks = [[int(r), int(c), *rest] for r, c, *rest in saved]
         for name, value in arrays.items():
             if name.startswith("client-"):
                 _, client, key = name.split("-", 2)

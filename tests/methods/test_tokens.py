@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from simulator.methods.tokens import FisherTokens, RandomTokens, TokenOptions, top_tokens
@@ -43,14 +44,14 @@ def test_schedule_refresh_every_h_steps_and_all_tokens_before_the_first():
     assert torch.isclose(hook.ema[7], torch.tensor(7.0))  # the EMA starts at its first value
 
 
-def test_ema_accumulates_over_refreshes_and_unseen_ids_are_kept():
+def test_ema_accumulates_over_refreshes_and_unseen_ids_have_no_score():
     hook = FisherTokens(TokenOptions(keep=0.3, refresh=1, rho=0.5)).hook(200, SPECIAL, seed=0)
     batch = _batch()
     grad_sq = torch.ones(2, 8)
     hook.observe(1, batch, torch.zeros(2, 8), grad_sq)
     hook.observe(2, batch, torch.zeros(2, 8), 3 * grad_sq)
     assert torch.isclose(hook.ema[8], torch.tensor(0.5 * 1.0 + 0.5 * 3.0))
-    assert torch.isinf(hook.ema[13])  # never seen: +inf, kept first
+    assert torch.isnan(hook.ema[13])  # never seen: no EMA (ranked at unscored_score)
 
 
 def _refresh_then_mask(hook, refresh_batch: Batch, grad_sq: torch.Tensor, masked: Batch):
@@ -78,19 +79,71 @@ def test_a_rare_id_with_large_scores_outranks_a_frequent_id_with_small_ones():
     assert weights[0].tolist() == [1, 0, 1, 1]
 
 
-def test_every_policy_keeps_the_ids_no_refresh_batch_held():
-    """Before: Fisher and loss kept unseen ids (+inf) while random dropped them at the keep
-    ratio, a confound between Fed-FSTQ and its random control."""
-    seen = torch.tensor([[101, 7, 8, 9, 10, 102]])
+def test_a_never_scored_id_ranks_at_the_median_of_the_scored_ones():
+    """Before: unseen ids scored +inf, so they came first by construction and, with ties broken
+    by position, every policy kept the same (positional) tokens."""
+    seen = torch.tensor([[101, 7, 8, 9, 10, 11, 102]])
     refresh = Batch(seen, torch.ones_like(seen), torch.tensor([0]))
-    masked_ids = torch.tensor([[101, 7, 8, 50, 51, 102]])  # 50, 51 never in a refresh batch
+    grad_sq = torch.tensor([[0.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])  # median of scored ids: 3.0
+    masked_ids = torch.tensor([[101, 50, 11, 10, 9, 8, 7, 102]])  # 50: never in a refresh batch
     masked = Batch(masked_ids, torch.ones_like(masked_ids), torch.tensor([0]))
-    grad_sq = torch.tensor([[0.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
-    options = TokenOptions(keep=0.5, refresh=2)
-    for policy in (FisherTokens(options), RandomTokens(options)):
-        weights = _refresh_then_mask(policy.hook(200, SPECIAL, seed=3), refresh, grad_sq, masked)
-        # quota 3 of 6: the specials and both unseen ids come first (ties broken by position)
-        assert weights[0].tolist()[3:5] == [1.0, 1.0], type(policy).__name__
+    hook = FisherTokens(TokenOptions(keep=0.5, refresh=2)).hook(200, SPECIAL, seed=3)
+    assert hook.unscored_score() == 0.0  # nothing scored yet
+    weights = _refresh_then_mask(hook, refresh, grad_sq, masked)
+    assert hook.unscored_score() == 3.0
+    # quota 4 of 8: the specials, id 7 (5.0), id 8 (4.0); id 50 (3.0) ties with id 9 and is
+    # not guaranteed a place, unlike under +inf
+    assert weights[0].tolist() == [1, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_ties_are_broken_at_random_not_by_position():
+    """Before: a stable sort kept the first tied positions, i.e. the positional prefix."""
+    ids = torch.arange(10, 18)[None, :]
+    batch = Batch(ids, torch.ones_like(ids), torch.tensor([0]))
+    counts = torch.zeros(8)
+    for seed in range(400):
+        hook = FisherTokens(TokenOptions(keep=0.5, refresh=2)).hook(200, [], seed=seed)
+        counts += _refresh_then_mask(hook, batch, torch.ones(1, 8), batch)[0]
+    share = counts / 400
+    assert torch.isclose(share.sum(), torch.tensor(4.0))
+    assert share.min() > 0.4 and share.max() < 0.6, share  # each position kept half the time
+
+
+def test_random_policy_is_uniform_over_eligible_tokens_seen_or_not():
+    """Before: the random policy gave never-scored ids +inf, so it kept them always."""
+    refresh = Batch(torch.tensor([[101, 7, 8, 102]]), torch.ones(1, 4).long(), None)
+    ids = torch.tensor([[101, 7, 8, 50, 51, 52, 53, 102]])  # 50-53 never in a refresh batch
+    targets = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 0]])
+    masked = Batch(ids, torch.ones_like(ids), None, targets)
+    counts = torch.zeros(8)
+    for seed in range(400):
+        hook = RandomTokens(TokenOptions(keep=0.5, refresh=2)).hook(200, SPECIAL, seed=seed)
+        counts += _refresh_then_mask(hook, refresh, torch.zeros(1, 4), masked)[0]
+    share = counts / 400
+    assert share[0] == 0 and share[7] == 0  # not targets: never kept
+    assert torch.isclose(share[1:7].sum(), torch.tensor(3.0))  # ⌈0.5 · 6⌉ targets per step
+    assert share[1:7].min() > 0.4 and share[1:7].max() < 0.6, share
+
+
+def test_mask_diagnostics_against_a_hand_count():
+    from simulator.methods.tokens import MaskDiagnostics
+
+    eligible = torch.tensor([[0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]).bool()
+    weights = torch.tensor([[0, 1, 0, 1, 0, 0], [1, 1, 0, 0, 0, 0]]).float()
+    unscored = torch.tensor([[0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]]).bool()
+    diagnostics = MaskDiagnostics()
+    diagnostics.add(weights, eligible, unscored)
+    # row 0 keeps positions {1, 3}; its prefix of 2 targets is {1, 2}: Jaccard 1/3
+    # row 1 keeps {0, 1}, its prefix: Jaccard 1
+    assert diagnostics.summary() == pytest.approx(
+        {
+            "kept_share": 4 / 8,
+            "unscored_share": 1 / 4,
+            "prefix_jaccard": (1 / 3 + 1) / 2,
+            "prefix_rows": 1 / 2,
+        }
+    )
+    assert MaskDiagnostics().summary() is None  # no masked step
 
 
 def test_random_policy_needs_no_scores_and_is_seeded():

@@ -61,16 +61,42 @@ def test_task_order_puts_a_scenarios_twins_after_its_first_study():
         ([46.0, None], "matches"),
         ([3.5, None], "falls short"),
         ([None, None], "not reached"),
+        ([21.9, 51.9], "inconclusive"),  # before: "matches", though 0 is inside too
+        ([-16.7, 118.0], "inconclusive"),
+        ([0.0, 0.0], "falls short"),
     ],
 )
 def test_verdict_against_the_paper(pair, expected):
     assert verdict(pair, 46.0) == expected
 
 
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [([3.7, 1.0], "lower"), ([30.0, 5.0], "higher"), ([15.0, 5.0], "matches")],
+)
+def test_an_overhead_below_the_papers_is_lower_not_falling_short(pair, expected):
+    assert verdict(pair, 17.0, cost=True) == expected
+
+
+def test_mask_diagnostics_are_rendered_and_coinciding_masks_said_so():
+    results = headline.load(PROJECT_ROOT / "docs")
+    study = json.loads(json.dumps(results["studies"][0]))
+    prefix = {"kept_share": 0.5, "unscored_share": 0.6, "prefix_jaccard": 0.97, "prefix_rows": 0.95}
+    selects = {"kept_share": 0.5, "unscored_share": 0.3, "prefix_jaccard": 0.4, "prefix_rows": 0.02}
+    study["masks"] = {"fed-fstq": prefix, "random-tokens-fstq": prefix, "loss-tokens-fstq": selects}
+    text = render({**results, "studies": [study]})
+    assert "| fed-fstq | 0.50 | 0.60 | 0.97 | 0.95 |" in text
+    assert "| loss-tokens-fstq | 0.50 | 0.30 | 0.40 | 0.02 |" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if " vs " in line}
+    assert "| the masks coincide |" in rows["| fed-fstq vs random-tokens-fstq"]
+    assert "the masks coincide" not in rows["| fed-fstq vs loss-tokens-fstq"]
+
+
+TOKENS = {"keep": 0.5, "refresh": 2}  # 3 local steps: the third is masked
 ARMS = [
     {"name": "fedavg-fp16", "codec": "fp16"},
     *(
-        {"name": name, "codec": "fstq", "token_policy": policy, "token_options": {"keep": 0.5}}
+        {"name": name, "codec": "fstq", "token_policy": policy, "token_options": TOKENS}
         for name, policy in (
             ("random-tokens-fstq", "random"),
             ("loss-tokens-fstq", "loss"),
@@ -82,7 +108,7 @@ ARMS = [
         "codec": "fstq",
         "codec_options": {"budget": "link", "upload_s": 0.5},
         "token_policy": "fisher",
-        "token_options": {"keep": 0.5},
+        "token_options": TOKENS,
     },
 ]
 
@@ -111,6 +137,9 @@ def test_tiny_study_end_to_end(tiny_models, write_scenario, tmp_path):
     assert arms["fedavg-fp16"]["bytes_ratio"][0] in (None, pytest.approx(1.0))
     assert arms["fed-fstq"]["bits_per_param"] < arms["fedavg-fp16"]["bits_per_param"] / 2
     assert set(summary["controls"]) == {f"fed-fstq vs {c}" for c in headline.CONTROLS}
+    masks = summary["masks"]  # from every token-policy arm's masks.csv
+    assert set(masks) == {arm["name"] for arm in ARMS if "token_policy" in arm}
+    assert all(0.4 < m["kept_share"] < 0.7 and m["prefix_rows"] < 0.5 for m in masks.values())
     assert all((docs / "results" / name).is_file() for name in summary["figures"])
     text = render(results)
     assert "## Tiny (`tiny`)" in text and "| fed-fstq-link |" in text
@@ -133,7 +162,7 @@ def test_the_other_claims_and_token_recall_are_rendered_with_verdicts():
     text = render({**results, "studies": [study], "token_recall": recall})
     assert "Fisher compute overhead (paper +17 %)" in text
     row = next(line for line in text.splitlines() if line.startswith(f"| {study['key']} | 30"))
-    assert "| exceeds |" in row and "| yes |" in row
+    assert "| higher |" in row and "| yes |" in row
     assert "## Token Recall" in text and "| fisher | 0.100 | 0.50 | 8 |" in text
     for arm in study["arms"]:  # a study summarised before the overhead was recorded
         arm.pop("compute_overhead_pct")

@@ -27,6 +27,13 @@ def test_minilm_training_step_matches_hand_count():
     assert flops.train_step(batch, length) == step == 11_140_669_440
     # the 4N rule of device-speeds.md: about 4 x 10.6M non-embedding parameters per position
     assert 0.95 < step / (batch * length) / (4 * 10_616_832) < 1.1
+    # a refresh step also back-propagates into the embeddings: the first block's query, key
+    # and value input gradients and those of the LoRA A on query and value, plus the norms
+    first_input = 3 * 2 * d * d + 2 * 2 * r * d
+    assert flops.first_input == first_input == 897_024
+    scored = step + batch * length * (first_input + 2 * d)
+    assert flops.train_step(batch, length, scores=True) == scored
+    assert 0.019 < scored / step - 1 < 0.021  # +2.0 % on a refresh step
 
     model.configure(freeze_a=True)
     frozen = FlopModel.of(model.model, "classification")
@@ -69,6 +76,8 @@ def test_llama_training_step_matches_hand_count(tmp_path):
     assert flops.train_step(batch, length) == plain
     trainable = sum(p.numel() for p in model.params)
     assert flops.trainable() == trainable
+    first_input = 2 * d * d + 2 * (2 * d * kv_width) + 3 * 2 * r * d  # q, k, v and their A
+    assert flops.first_input == first_input
     assert flops.train_step(batch, length, scores=True, fisher=True) == (
-        plain + 2 * batch * length * d + 3 * trainable
+        plain + batch * length * (first_input + 2 * d) + 3 * trainable
     )
