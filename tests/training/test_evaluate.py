@@ -34,10 +34,12 @@ def _spec(tiny_models, **data):
     )
 
 
-def test_only_response_tokens_are_targets_and_long_prompts_keep_their_end(tiny_models, tmp_path):
+def test_only_response_tokens_are_targets_and_long_contexts_lose_their_middle(
+    tiny_models, tmp_path
+):
     path = tmp_path / "qa.jsonl"
     rows = [
-        {"q": f"question {i} " + "filler " * (60 if i == 0 else 3), "a": f"answer {i}"}
+        {"q": f"question {i}\nContext: " + "filler " * (60 if i == 0 else 3), "a": f"answer {i}"}
         for i in range(10)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -54,8 +56,9 @@ def test_only_response_tokens_are_targets_and_long_prompts_keep_their_end(tiny_m
         response = tokenizer.decode(tokens.input_ids[row, length:real], skip_special_tokens=True)
         assert response.replace(" ", "") == data.texts[row].replace(" ", "")
     first = tokenizer.decode(tokens.input_ids[0, : int(tokens.prompt_lengths[0])])
-    assert first.rstrip().endswith("answer :")  # truncated from the left: the end is kept
-    assert int(tokens.attention_mask[0].sum()) == 32
+    # only the context line is cut (from its middle): the question and the template's end stay
+    assert first.startswith("question 0") and first.rstrip().endswith("answer :")
+    assert first.count("filler") < 60 and int(tokens.attention_mask[0].sum()) == 32
 
 
 def test_instruction_data_needs_prompt_and_response(tmp_path):

@@ -158,12 +158,14 @@ def _instruction_setup(folder, **training):
             "task": "causal_lm",
             "device": "cpu",
             "data": {"kind": "synthetic", "samples": 40},
+            # the synthetic instructions are never cut: up to ~80 tokens with these tokenizers
+            "local": {"seq_len": 96},
             **training,
         }
     )
     data = load_data(spec.data, spec.task, seed=0)
     tokenizer = load_tokenizer(spec)
-    tokens = tokenize(data, tokenizer, 48)
+    tokens = tokenize(data, tokenizer, spec.local.seq_len)
     model = load_model(spec, 0, tokenizer.pad_token_id, seed=0)
     return model, tokens, data
 

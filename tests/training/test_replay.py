@@ -315,6 +315,7 @@ def test_the_dtype_is_in_the_task_fingerprint_and_the_manifest(
 
     raw = real_scenario_dict(tiny_models["llama"], evaluation={"targets": [10.0]})
     raw["training"] |= {"task": "causal_lm", "partition": {"kind": "iid"}}
+    raw["training"]["local"]["seq_len"] = 96  # synthetic instructions are never cut
     path = write_scenario(raw)
     prints = {}
     for dtype in ("auto", "float32", "bfloat16"):
