@@ -101,7 +101,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="../shared/datasets/pubmedqa/ori_pqal.json")
+    parser.add_argument("--data", default="data/pubmedqa/ori_pqal.json")
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

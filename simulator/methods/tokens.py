@@ -54,7 +54,7 @@ class TokenOptions(BaseModel):
     target token i by the gradient at input i − 1, the input whose prediction the loss term i
     is, instead of by its own input embedding's gradient (default off: the paper's proxy)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # `refresh = true` is no H
 
     keep: float = Field(0.5, gt=0, le=1)
     refresh: int = Field(10, gt=0)

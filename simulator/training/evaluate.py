@@ -206,16 +206,12 @@ def generate(
 def generation_metrics(
     answers: list[str], data: TextData, indices: np.ndarray, decisions: bool
 ) -> dict[str, float]:
-    """ROUGE-L of answers against the references (and PubMedQA's decision accuracy)."""
-    from rouge_score import rouge_scorer
+    """ROUGE-L of answers against the references, in any script (text_metrics.rouge_l; English
+    scores as rouge-score's default does), and PubMedQA's decision accuracy."""
+    from simulator.training.text_metrics import rouge_l
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     references = [data.texts[i] for i in indices]
-    scores = [
-        scorer.score(ref, answer)["rougeL"].fmeasure
-        for ref, answer in zip(references, answers, strict=True)
-    ]
-    metrics = {"rouge_l": float(np.mean(scores))}
+    metrics = {"rouge_l": float(np.mean(rouge_l(references, answers)))}
     if decisions:
         assert data.labels is not None
         said = [_first_word(answer) for answer in answers]

@@ -45,3 +45,18 @@ def test_fstq_fractions_still_load_from_a_list():
         {"fractions": [0.1, 0.4, 0.5], "budget": "link", "upload_s": 86400}
     )
     assert options.fractions == (0.1, 0.4, 0.5) and options.upload_s == 86400.0
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"refresh": True}, "refresh: Input should be a valid integer"),  # was every step (H = 1)
+        ({"keep": 1e308}, "keep: Input should be less than or equal to 1"),
+        ({"align": 1}, "align: Input should be a valid boolean"),
+    ],
+)
+def test_absurd_token_options_are_errors_at_load(write_scenario, minilm_path, options, problem):
+    raw = real_scenario_dict(minilm_path)
+    raw["methods"][0].update(token_policy="fisher", token_options=options)
+    with pytest.raises(ScenarioError, match=problem):
+        load_scenario(write_scenario(raw))
