@@ -8,9 +8,8 @@ LLM study's PubMedQA client-rounds (its S and H), how much of the true per-token
 refresh batch a mask built from the scores known just before that refresh keeps, for each
 candidate score of an unscored id: 0 (Algorithm 1's reset value ĝ ← 0: unscored ids last),
 the median or the mean of the scored ids' EMAs, +∞ (unscored first); against the oracle mask
-(the batch's own top scores) and a random mask. simulator/methods/tokens.py uses the median;
-this script has not yet been run to completion on this host (it is what confirms or replaces
-that choice).
+(the batch's own top scores) and a random mask. Its result chose the mean that
+simulator/methods/tokens.py uses.
 """
 
 from __future__ import annotations

@@ -79,21 +79,21 @@ def test_a_rare_id_with_large_scores_outranks_a_frequent_id_with_small_ones():
     assert weights[0].tolist() == [1, 0, 1, 1]
 
 
-def test_a_never_scored_id_ranks_at_the_median_of_the_scored_ones():
+def test_a_never_scored_id_ranks_at_the_mean_of_the_scored_ones():
     """Before: unseen ids scored +inf, so they came first by construction and, with ties broken
     by position, every policy kept the same (positional) tokens."""
     seen = torch.tensor([[101, 7, 8, 9, 10, 11, 102]])
     refresh = Batch(seen, torch.ones_like(seen), torch.tensor([0]))
-    grad_sq = torch.tensor([[0.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])  # median of scored ids: 3.0
+    grad_sq = torch.tensor([[0.0, 20.0, 2.0, 1.5, 1.0, 0.5, 0.0]])  # mean 5.0, median 1.5
     masked_ids = torch.tensor([[101, 50, 11, 10, 9, 8, 7, 102]])  # 50: never in a refresh batch
     masked = Batch(masked_ids, torch.ones_like(masked_ids), torch.tensor([0]))
     hook = FisherTokens(TokenOptions(keep=0.5, refresh=2)).hook(200, SPECIAL, seed=3)
     assert hook.unscored_score() == 0.0  # nothing scored yet
     weights = _refresh_then_mask(hook, refresh, grad_sq, masked)
-    assert hook.unscored_score() == 3.0
-    # quota 4 of 8: the specials, id 7 (5.0), id 8 (4.0); id 50 (3.0) ties with id 9 and is
-    # not guaranteed a place, unlike under +inf
-    assert weights[0].tolist() == [1, 0, 0, 0, 0, 1, 1, 1]
+    assert hook.unscored_score() == 5.0
+    # quota 4 of 8: the specials, id 7 (20.0) and id 50 (5.0) ahead of id 8 (2.0); under the
+    # median (1.5) id 8 would have its place, under +inf id 50 would be first
+    assert weights[0].tolist() == [1, 1, 0, 0, 0, 0, 1, 1]
 
 
 def test_ties_are_broken_at_random_not_by_position():
