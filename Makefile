@@ -46,6 +46,7 @@ bench: $(STAMP) light
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/codecs.py
+	$(BIN)/python bench/fisher.py
 	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/replay.py --set server.rounds=4
 	$(BIN)/python bench/coldstart.py --before $(COLDSTART_BEFORE) --venv light=$(LIGHT) --venv full=$(VENV)

@@ -104,7 +104,10 @@ def main() -> None:
             "gap_pp": "gap pp",
         },
     )
-    print(f"wrote {save('fisher', {'rows': rows, 'threads': 2})}")
+    command = " ".join(["python bench/fisher.py", f"--pairs {args.pairs}"])
+    if args.models != list(MODELS):
+        command += " --models " + " ".join(args.models)
+    print(f"wrote {save('fisher', {'rows': rows, 'threads': 2, 'command': command})}")
 
 
 if __name__ == "__main__":
