@@ -65,10 +65,10 @@ light:
 	test -x $(LIGHT)/bin/python || $(PYTHON) -m venv $(LIGHT)
 	$(LIGHT)/bin/python -m pip install --quiet -e .
 	$(LIGHT)/bin/fstq-sim run scenarios/paper-lte20.toml --out runs/light --force --quiet --set server.rounds=10
-	$(LIGHT)/bin/fstq-sim compare runs/light --baseline fedavg --target 0.6 --out runs/light/report
+	$(LIGHT)/bin/fstq-sim compare runs/light --baseline fedavg --target 0.6 --out runs/light-report
 	$(LIGHT)/bin/fstq-sim traces stats traces/mahimahi/ATT-LTE-driving.up
-	! $(LIGHT)/bin/fstq-sim validate scenarios/quickstart.toml 2> runs/light/real.err
-	grep -F "pip install 'fstq-sim[train]'" runs/light/real.err
+	! $(LIGHT)/bin/fstq-sim validate scenarios/quickstart.toml 2> runs/light-real.err
+	grep -F "pip install 'fstq-sim[train]'" runs/light-real.err
 
 clean:
 	rm -rf $(VENV) $(LIGHT) runs
