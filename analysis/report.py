@@ -27,7 +27,7 @@ from analysis.runs import (
     scenarios,
 )
 from simulator.errors import SimulatorError
-from simulator.recorder import lower_is_better
+from simulator.recorder import REPORT_MARKER, lower_is_better
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +429,7 @@ def write_report(
     reports."""
     out = plots.writable(out, folder=True)
     comparison = compare(runs, baseline, target, metric)
+    (out / REPORT_MARKER).write_text('{"format": "fstq-sim report"}\n', encoding="utf-8")
     real = any(parameter_count(arm) is not None for arm in find_arms(runs))
     kinds = [k for k in FIGURES if k != "bits" or real]
     figures = [

@@ -72,10 +72,14 @@ ARM_FILES = frozenset(
         "scenario.json",
         "checkpoint.json",
         "partition.csv",
+        "masks.csv",
         "generations.json",
         "adapter",
     }
 )
+# the file `fstq-sim compare --out` writes first into its report folder, so a report written
+# inside a run directory is known as fstq-sim's own (and --force may replace it with the run)
+REPORT_MARKER = "fstq-sim-report.json"
 # what `fstq-sim plot RUN` writes into a run or arm folder
 PLOT_FILES = frozenset(
     f"{kind}.png" for kind in ("quality_vs_time", "quality_bytes", "round_cdf", "timeline", "bits")
@@ -236,7 +240,7 @@ def foreign_entries(out: Path) -> list[Path]:
             continue
         if entry.is_dir() and not entry.is_symlink() and (entry / "rounds.csv").is_file():
             found += [p for p in sorted(entry.iterdir()) if not _ours_in_arm(p)]
-        else:
+        elif not (entry.is_dir() and not entry.is_symlink() and (entry / REPORT_MARKER).is_file()):
             found.append(entry)
     return found
 

@@ -420,3 +420,20 @@ def test_an_empty_out_is_an_error_not_the_default_folder(
     assert main(["sweep", path, "--seeds", "1", "--out", ""]) == 2
     assert "leave --out out for runs/unit-sweep" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_force_replaces_a_run_holding_its_own_compare_report(write_scenario, tmp_path, capsys):
+    """A report `compare` wrote inside the run directory is fstq-sim's own: a later --force
+    run replaces it with the run (a folder of the user's there would still stop it)."""
+    path = write_scenario(scenario_dict())
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    report = ["compare", str(out), "--baseline", "dense", "--target", "0.5"]
+    assert main([*report, "--out", str(out / "report")]) == 0
+    assert (out / "report" / "report.md").is_file()
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--force"]) == 0
+    assert not (out / "report").exists() and (out / "dense" / "summary.json").is_file()
+    (out / "mine").mkdir()
+    (out / "mine" / "notes.txt").write_text("keep")
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--force"]) == 2
+    assert (out / "mine" / "notes.txt").read_text() == "keep"

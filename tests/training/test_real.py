@@ -23,7 +23,7 @@ from simulator.executors import InlineExecutor
 from simulator.experiment import load_resumable, prepare_out, run_scenario
 from simulator.methods.base import CodecBase, CodecContext
 from simulator.methods.packing import OVERHEAD
-from simulator.recorder import ArmRecorder
+from simulator.recorder import ArmRecorder, foreign_entries
 from simulator.scenario import load_scenario
 from simulator.training.base import LocalResult
 from simulator.training.real import RealTrainer
@@ -221,6 +221,7 @@ def test_damaged_messages_are_rejected_counted_and_the_run_goes_on(
     rounds = _rows(arm / "rounds.csv")
     assert sum(int(r["corrupt"]) for r in rounds) == len(corrupt)
     assert len(_evals(arm, "accuracy")) == 5
+    assert foreign_entries(arm.parent) == []  # every file a real arm writes is known as ours
 
 
 def test_fed_fstq_sends_fewer_bytes_than_dense(write_scenario, tiny_models, tmp_path):
