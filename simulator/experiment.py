@@ -406,7 +406,7 @@ def digest(data: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _normalised(resolved: dict[str, Any]) -> dict[str, Any]:
+def normalised(resolved: dict[str, Any]) -> dict[str, Any]:
     """A saved resolved scenario read through today's schema, so a default added since it was
     written is no difference (as saved when today's schema refuses it)."""
     try:
@@ -466,7 +466,7 @@ def verify_arms(out: Path, scenario: Scenario, names: list[str] | None = None) -
                 f"{folder / 'scenario.json'}: changed since the arm started (its sha256 is not "
                 f"the one in manifest.json); {fix}"
             )
-        changed = differences(by_content(_normalised(recorded)), by_content(resolved))
+        changed = differences(by_content(normalised(recorded)), by_content(resolved))
         if changed:
             raise RunDirError(
                 f"{folder}: started with another scenario than {out / 'scenario.json'}; "

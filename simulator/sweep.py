@@ -15,12 +15,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from simulator.cache import ReplayCache
 from simulator.errors import RunDirError
-from simulator.experiment import by_content, prepare_out, run_scenario
+from simulator.experiment import by_content, normalised, prepare_out, run_scenario
 from simulator.recorder import is_empty, is_run_dir, read_json, run_lock
 from simulator.scenario import Scenario, load_scenario, resolved_dict
 
@@ -72,12 +71,8 @@ def run_seed(
 
 def _same_scenario(saved: dict, scenario: Scenario) -> bool:
     """Whether a saved resolved scenario is this one, read through today's schema (so a
-    default added since the folder was written is no difference)."""
-    try:
-        before = Scenario.model_validate(saved)
-    except ValidationError:
-        return False
-    return by_content(resolved_dict(before)) == by_content(resolved_dict(scenario))
+    default added since the folder was written is no difference), files compared by content."""
+    return by_content(normalised(saved)) == by_content(resolved_dict(scenario))
 
 
 @dataclass(frozen=True)
