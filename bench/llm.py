@@ -3,24 +3,31 @@
 1. Load time: cold (the GGUF file dequantised and converted into a fresh cache folder) and
    cached (the converted safetensors folder), each in a fresh process, LoRA wrap included.
 2. The floor, side by side in the same minutes: S = 10 local steps at 4 × 128 (the synthetic
-   instructions, long enough to fill every position) by the project (`train_local`, and a whole
-   client-round `client_update`, encode included) against a plain transformers + PEFT loop on
-   the same batches (LoRA r = 8 on q/k/v/o, AdamW, clipping at 1.0, the same 2 threads; labels
-   with -100 off the targets, full logits, as a user would write it). Paired runs in rotating
-   order, per-pair ratios project / plain with their median and range, in fp32 and in bf16 (CPU
-   autocast on both sides). Target: the project's fp32 local step <= 1.05x the plain fp32 loop.
+   instructions, never cut, ~128 tokens each: batch widths 125-131) by the project
+   (`train_local`, and a whole client-round `client_update`, encode included) against a plain
+   transformers + PEFT loop on the same batches (LoRA r = 8 on q/k/v/o, AdamW, clipping at 1.0,
+   the same 2 threads; labels with -100 off the targets, full logits, as a user would write it).
+   Paired runs in rotating order, per-pair ratios project / plain with their median and range, in
+   fp32 and in bf16 (CPU autocast on both sides). Target: the project's fp32 local step <= 1.05x
+   the plain fp32 loop.
 3. One round of llm-quickstart at its own settings, in a fresh process: host seconds, the share
    spent in evaluation (target <= 25 %), the share outside the model's math, peak resident
    memory (VmHWM; target <= 2.5 GB).
 4. bf16 quality: the quickstart's held-out NLL after each round in bf16 and in fp32 (first arm,
    fewer rounds with --rounds), and the largest difference.
+5. With --before DIR (a checkout of the commit before the LLM floor work, bench/client_round.py
+   copied into it): a same-minute A/B of one client-round (bench/client_round.py, S = 10 at
+   4 x ~128) by tools/ab_bench.py, this checkout in fp32 and in bf16 against that one (fp32).
+   Target: bf16 >= 2x faster than the old checkout.
 
 Not a test: it prints tables and writes bench/results/llm.json.
 
     .venv/bin/python bench/llm.py [--pairs 3] [--steps 10] [--rounds 3] [--skip-load]
-                                  [--floor-only]
+                                  [--floor-only] [--before DIR [--ab-only]]
 
-The JSON is rewritten after each stage, so a run cut short keeps what it measured.
+The JSON is rewritten after each stage, so a run cut short keeps what it measured; a stage a run
+skips (--skip-load, --floor-only, --ab-only) keeps its figures from the JSON already there, and
+`commands` says which command (and host load) measured each stage.
 """
 
 from __future__ import annotations
@@ -32,14 +39,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from common import print_table, save
+from common import RESULTS, Floor, print_table, save
 
-from simulator import seeds
 from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +53,13 @@ TARGET_EVAL_SHARE = 0.25
 TARGET_PEAK_MB = 2500
 TARGET_OVERHEAD = 0.05  # issue 11
 TOLERANCE_BF16_NLL = 0.05  # nats: the bf16 held-out NLL within this of fp32's, every round
-SHAPE = {"batch_size": 4, "seq_len": 128, "steps": 10}
+# 4 rows of ~128 tokens: the synthetic instructions are never cut (only a context is), so
+# seq_len leaves room for the longest example and the words fill ~128 positions (widths are
+# recorded per batch).
+STAGES = ("load_s", "side_by_side", "quickstart_one_round", "bf16_quality", "ab")
+TARGET_AB_SPEEDUP = 2.0  # bf16 client-round against the old checkout's fp32 one
+SHAPE = {"batch_size": 4, "seq_len": 136, "steps": 10}
+WORDS = "[64, 72]"
 
 LOAD_CHILD = """
 import json, sys, time
@@ -103,100 +113,20 @@ def child(code: str, *args: str, cache: str | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-class PlainLoop:
-    """The floor: a LoRA fine-tuning loop written directly against transformers and PEFT."""
-
-    def __init__(self, folder: str, bf16: bool, lr: float) -> None:
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM
-
-        base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        lora = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=8,
-            lora_alpha=16,
-            lora_dropout=0.0,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-        )
-        self.model = get_peft_model(base, lora)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.initial = [p.detach().clone() for p in self.params]
-        self.bf16 = bf16
-        self.lr = lr
-
-    def run(self, batches: list) -> float:
-        """Train on the batches from the initial adapter; the last loss."""
-        with torch.no_grad():
-            for param, start in zip(self.params, self.initial, strict=True):
-                param.copy_(start)
-        optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
-        self.model.train()
-        for batch in batches:
-            labels = batch.input_ids.masked_fill(batch.targets == 0, -100)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(
-                    input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels
-                )
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return float(out.loss.detach())
-
-
 def side_by_side(dtype: str, pairs: int) -> dict:
     """Paired host seconds of S steps: project local steps, project client-round, plain loop."""
     from simulator.training.client import Arm, Job, client_update
-    from simulator.training.local import _batches, train_local
-    from simulator.training.models import resolve_model
-    from simulator.training.task import RealTask
 
     sets = [f"training.local.{k}={v}" for k, v in SHAPE.items()]
-    sets += ["training.data.words=[150, 220]", f"training.dtype={dtype}"]
-    scenario = load_scenario(SCENARIO, sets)
-    task = RealTask(scenario)
-    arm = Arm.of(scenario.methods[0])
-    initial = task.initial_flat(arm)
-    local = scenario.training.local
-    rows = task.parts[0]
-    seed = seeds.seed_sequence(task.seed, "training", 0, 0)
-    batches = _batches(
-        task.tokens, rows, local.batch_size, local.steps, np.random.default_rng(seed)
-    )
-    plain = PlainLoop(resolve_model(scenario.training.model), dtype == "bfloat16", local.lr)
-
-    def project_steps() -> None:
-        task.model.set_flat(initial)
-        train_local(task.model, task.tokens, rows, local, task.flops, seed)
+    sets += [f"training.data.words={WORDS}", f"training.dtype={dtype}"]
+    floor = Floor(load_scenario(SCENARIO, sets))
+    arm = Arm.of(floor.scenario.methods[0])
+    initial = floor.task.initial_flat(arm)
 
     def project_round() -> None:
-        client_update(task, arm, Job(0, 0, initial))
+        client_update(floor.task, arm, Job(0, 0, initial))
 
-    runs = {"plain": lambda: plain.run(batches), "steps": project_steps, "round": project_round}
-    plain.run(batches[:1])  # warm both (first-call allocations)
-    project_steps()
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for pair in range(pairs):
-        names = list(runs)
-        for name in names[pair % 3 :] + names[: pair % 3]:  # rotate who goes first
-            began = time.perf_counter()
-            runs[name]()
-            seconds[name].append(time.perf_counter() - began)
-    ratios = {
-        name: [a / b for a, b in zip(seconds[name], seconds["plain"], strict=True)]
-        for name in ("steps", "round")
-    }
-    widths = [int(b.attention_mask.sum(1).max()) for b in batches]
-    return {
-        "dtype": dtype,
-        "steps": local.steps,
-        "batch": local.batch_size,
-        "widths": widths,
-        "seconds": {k: [round(s, 3) for s in v] for k, v in seconds.items()},
-        "s_per_step": {k: round(statistics.median(v) / local.steps, 3) for k, v in seconds.items()},
-        "ratio_median": {k: round(statistics.median(v), 3) for k, v in ratios.items()},
-        "ratio_range": {k: [round(min(v), 3), round(max(v), 3)] for k, v in ratios.items()},
-    }
+    return {"dtype": dtype, **floor.paired({"round": project_round}, pairs)}
 
 
 def quickstart(sets: list[str], arms: str) -> dict:
@@ -218,6 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the bf16 quality check")
     parser.add_argument("--skip-load", action="store_true", help="skip the load-time figures")
     parser.add_argument("--floor-only", action="store_true", help="only the side by side")
+    parser.add_argument("--before", type=Path, help="an older checkout to A/B a client-round with")
+    parser.add_argument("--ab-only", action="store_true", help="only the A/B (needs --before)")
     args = parser.parse_args(argv)
     torch.set_num_threads(load_scenario(SCENARIO).training.threads)
     SHAPE["steps"] = args.steps
@@ -232,16 +164,27 @@ def main(argv: list[str] | None = None) -> dict:
             "ratio": TARGET_RATIO,
             "evaluation_share": TARGET_EVAL_SHARE,
             "peak_rss_mb": TARGET_PEAK_MB,
+            "ab_speedup": TARGET_AB_SPEEDUP,
         },
     }
-    stages = [("side_by_side", floor)]
-    if not args.skip_load:
+    if args.ab_only and not args.before:
+        parser.error("--ab-only needs --before DIR (the older checkout to compare with)")
+    stages = [] if args.ab_only else [("side_by_side", floor)]
+    if not (args.skip_load or args.ab_only):
         stages.insert(0, ("load_s", load_times))
-    if not args.floor_only:
+    if not (args.floor_only or args.ab_only):
         stages += [("quickstart_one_round", one_round), ("bf16_quality", bf16_quality)]
+    if args.before:
+        stages.append(("ab", ab))
+    result |= kept_stages(result, [name for name, _ in stages])
     for name, stage in stages:
+        began = round(os.getloadavg()[0], 1)
         result[name] = stage(args)
         result["load_average"]["end"] = round(os.getloadavg()[0], 1)
+        result["commands"][name] = {
+            "command": command,
+            "load_average": [began, result["load_average"]["end"]],
+        }
         save("llm", result)  # a long run keeps every stage it finished
     if "side_by_side" in result:
         fp32, bf16 = result["side_by_side"]
@@ -251,6 +194,19 @@ def main(argv: list[str] | None = None) -> dict:
         result["bf16_vs_plain_fp32"] = round(ratio, 3)
     save("llm", result)
     return result
+
+
+def kept_stages(result: dict, rerun: list[str]) -> dict:
+    """The stages of the JSON already there that this run does not measure again (each with
+    the command and load that measured it, under `commands`), so a partial rerun keeps them."""
+    path = RESULTS / "llm.json"
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    commands = {
+        name: old.get("commands", {}).get(name, {"command": old.get("command")})
+        for name in STAGES
+        if name in old and name not in rerun
+    }
+    return {name: old[name] for name in commands} | {"commands": commands}
 
 
 def load_times(args: argparse.Namespace) -> dict:
@@ -316,6 +272,31 @@ def bf16_quality(args: argparse.Namespace) -> dict:
     print(f"held-out NLL by round, fp32 {nll['float32']}, bf16 {nll['bfloat16']}")
     print(f"largest |bf16 - fp32| NLL difference: {worst:.4f}")
     return {"nll_by_round": nll, "max_abs_diff": round(worst, 4)}
+
+
+def ab(args: argparse.Namespace) -> dict:
+    """tools/ab_bench.py on one client-round: this checkout in fp32, then in bf16, against the
+    older checkout in fp32 (its default), each its own paired series."""
+    found = {}
+    for dtype in ("float32", "bfloat16"):
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch) / "ab.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "tools/ab_bench.py",
+                    f"--before={args.before}",
+                    "--script=bench/client_round.py",
+                    "--field=seconds_median",
+                    f"--pairs={args.pairs}",
+                    f"--after-args=--set training.dtype={dtype}",
+                    f"--save={out}",
+                ],
+                cwd=ROOT,
+                check=True,
+            )
+            found[dtype] = json.loads(out.read_text(encoding="utf-8"))
+    return found
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,9 +61,11 @@ def cell(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def command(result: dict) -> str:
-    """The command that wrote this result, as code."""
-    return f"`{result['command']}`" if "command" in result else NOT_RECORDED
+def command(result: dict, stage: str | None = None) -> str:
+    """The command that wrote this result (or this stage of it, where the JSON records stages
+    measured by different runs), as code."""
+    measured = result.get("commands", {}).get(stage, result)
+    return f"`{measured['command']}`" if measured.get("command") else NOT_RECORDED
 
 
 def wall(result: dict) -> str:
@@ -208,6 +211,20 @@ def training_rows(r: dict) -> list[Row]:
             verdict(r["memory_ratio"], r["target_memory_ratio"], at_most=True),
         )
     )
+    if "floor" in r:
+        floor = r["floor"]
+        ratio, (low, high) = floor["ratio_median"]["steps"], floor["ratio_range"]["steps"]
+        rows.append(
+            Row(
+                f"MiniLM local steps / a plain transformers + PEFT loop on the same batches, "
+                f"S = {floor['steps']} steps at {floor['batch']} × 48 (paired runs)",
+                f"`{floor['command']}`",
+                f"**{ratio}×** (pairs {low}–{high}); {floor['s_per_step']['steps']} vs "
+                f"{floor['s_per_step']['plain']} s per step",
+                f"≤ {floor['target']} (#22)",
+                verdict(ratio, floor["target"], at_most=True),
+            )
+        )
     return rows
 
 
@@ -241,13 +258,17 @@ def llm_rows(r: dict) -> list[Row]:
             Row(
                 "SmolLM2-135M load, cold (GGUF dequantised into the cache) / cached "
                 "(fresh process)",
-                command(r),
+                command(r, "load_s"),
                 f"**{load['cold']} s / {load['cached']} s**",
             )
         )
     target = r["targets"]
     for side in r.get("side_by_side", []):
-        shape = f"S = {side['steps']} steps at {side['batch']} × 128, {side['dtype']}"
+        widths = side.get("widths") or [128]
+        shape = (
+            f"S = {side['steps']} steps at {side['batch']} × {min(widths)}–{max(widths)} tokens, "
+            f"{side['dtype']}"
+        )
         for part, what in (("steps", "local steps"), ("round", "client-round, encode included")):
             ratio, (low, high) = side["ratio_median"][part], side["ratio_range"][part]
             fp32_steps = side["dtype"] == "float32" and part == "steps"
@@ -255,7 +276,7 @@ def llm_rows(r: dict) -> list[Row]:
                 Row(
                     f"SmolLM2-135M {what} / a plain transformers + PEFT loop on the same batches, "
                     f"{shape} (paired runs)",
-                    command(r),
+                    command(r, "side_by_side"),
                     f"**{ratio}×** (pairs {low}–{high}); {side['s_per_step'][part]} vs "
                     f"{side['s_per_step']['plain']} s per step",
                     f"≤ {target['ratio']} (#22)" if fp32_steps else "none",
@@ -267,19 +288,21 @@ def llm_rows(r: dict) -> list[Row]:
             Row(
                 "SmolLM2-135M local steps in bf16 (CPU autocast) / the plain fp32 loop, same "
                 "minutes",
-                command(r),
+                command(r, "side_by_side"),
                 f"**{r['bf16_vs_plain_fp32']}×**",
             )
         )
     if "quickstart_one_round" in r:
         rows += _llm_quickstart_rows(r)
+    if "ab" in r:
+        rows += _llm_ab_rows(r)
     if "bf16_quality" in r:
         quality = r["bf16_quality"]
         rows.append(
             Row(
                 "bf16 quality: largest |held-out NLL bf16 − fp32| over the llm-quickstart's "
                 "rounds (first arm)",
-                command(r),
+                command(r, "bf16_quality"),
                 f"**{quality['max_abs_diff']} nats**",
                 f"≤ {target['bf16_nll_diff']} (#22, stated here)",
                 verdict(quality["max_abs_diff"], target["bf16_nll_diff"], at_most=True),
@@ -294,7 +317,7 @@ def _llm_quickstart_rows(r: dict) -> list[Row]:
         Row(
             "evaluation's share of a 1-round llm-quickstart's host time (held-out NLL and answer "
             "ranking every round, generation every G rounds)",
-            command(r),
+            command(r, "quickstart_one_round"),
             f"**{pct(one['evaluation_share'])}** of {one['host_s_total']:.1f} s host",
             f"≤ {pct(target['evaluation_share'], 0)} (#22)",
             verdict(one["evaluation_share"], target["evaluation_share"], at_most=True),
@@ -302,19 +325,41 @@ def _llm_quickstart_rows(r: dict) -> list[Row]:
         Row(
             "simulator overhead in LLM mode: share of a 1-round llm-quickstart's host time "
             "outside forward / backward / optimizer / evaluation (generation included)",
-            command(r),
+            command(r, "quickstart_one_round"),
             f"**{pct(one['overhead_share'])}** of {one['host_s_total']:.1f} s host",
             f"≤ {pct(r['target_overhead_share'], 0)} (#11)",
             verdict(one["overhead_share"], r["target_overhead_share"], at_most=True),
         ),
         Row(
             "peak resident memory of a 1-round llm-quickstart (fresh process, VmHWM)",
-            command(r),
+            command(r, "quickstart_one_round"),
             f"**{one['peak_rss_mb']:,} MB**",
             f"≤ {target['peak_rss_mb']:,} MB (#22)",
             verdict(one["peak_rss_mb"], target["peak_rss_mb"], at_most=True),
         ),
     ]
+
+
+def _llm_ab_rows(r: dict) -> list[Row]:
+    rows, target = [], r["targets"]["ab_speedup"]
+    for dtype, ab in r["ab"].items():
+        speedup = round(1 / ab["ratio_median"], 2)
+        low, high = (round(1 / x, 2) for x in reversed(ab["ratio_range"]))
+        bf16 = dtype == "bfloat16"
+        rows.append(
+            Row(
+                f"SmolLM2-135M client-round (S = 10 at 4 × ~128, encode included) in {dtype}: "
+                f"speed-up over the commit before the floor work ({ab['before'].split()[0]}, "
+                "fp32), same minutes (paired runs)",
+                command(r, "ab"),
+                f"**{speedup}×** faster (pairs {low}–{high}); "
+                f"{statistics.median(p['after'] for p in ab['pairs']):.1f} vs "
+                f"{statistics.median(p['before'] for p in ab['pairs']):.1f} s",
+                f"≥ {target}× (#22)" if bf16 else "none",
+                verdict(speedup, target) if bf16 else "—",
+            )
+        )
+    return rows
 
 
 def llm_details(r: dict) -> str:
@@ -353,6 +398,7 @@ LLM_STAGES = {
     "side_by_side": "the side by side",
     "quickstart_one_round": "the 1-round llm-quickstart (evaluation share, memory)",
     "bf16_quality": "the bf16 quality check",
+    "ab": "the A/B against the commit before (`--before`)",
 }
 
 LLM_LOADED = "a loaded host, so these are preliminary figures; "

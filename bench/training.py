@@ -8,21 +8,27 @@
    (`host_seconds_math`), the total from a clock around the run.
 3. Peak resident memory of a real-training run with 1,000 clients against 10 clients (same data,
    5 per round, 3 rounds; each in a fresh process); target: within 1.5×.
+4. The floor, in the same minutes: the project's local steps (`train_local`) against a plain
+   transformers + PEFT loop on the same batches (the quickstart's LoRA, AdamW and clipping at
+   8 × 48, S = 30 steps, the same threads), paired runs with the first to run rotating; per-pair
+   ratios project / plain, median and range. Target: <= 1.0.
 
 Not a test: it prints a table and writes bench/results/training.json.
 
-    .venv/bin/python bench/training.py
+    .venv/bin/python bench/training.py [--pairs 5] [--floor-only]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
-from common import math_seconds, print_table, save, timed_local_steps
+import torch
+from common import RESULTS, Floor, math_seconds, print_table, save, timed_local_steps
 
 from simulator.scenario import load_scenario, scenario_from_dict
 
@@ -30,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "scenarios" / "quickstart.toml"
 TARGET_OVERHEAD = 0.10
 TARGET_MEMORY_RATIO = 1.5
+TARGET_FLOOR = 1.0
 STEPS = 30
 
 
@@ -111,8 +118,35 @@ def peak_memory_mb(clients: int) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> dict:
-    """Run the three measurements, print a table and write the JSON."""
+def floor(pairs: int) -> dict:
+    """The project's local steps against the plain loop (paired), printed."""
+    scenario = load_scenario(
+        QUICKSTART, [f"training.local.steps={STEPS}", "training.data.words=[40, 120]"]
+    )
+    torch.set_num_threads(scenario.training.threads)
+    result = Floor(scenario).paired({}, pairs)
+    print(
+        f"MiniLM floor, {STEPS} steps at 8 x 48: project {result['s_per_step']['steps']} s/step, "
+        f"plain {result['s_per_step']['plain']} s/step, ratio {result['ratio_median']['steps']} "
+        f"(pairs {result['ratio_range']['steps']}; target <= {TARGET_FLOOR})"
+    )
+    return {**result, "target": TARGET_FLOOR}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the measurements, print tables and write the JSON (--floor-only: update the floor of
+    the JSON already there)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5, help="pairs of the floor")
+    parser.add_argument("--floor-only", action="store_true", help="only the floor")
+    args = parser.parse_args(argv)
+    command = " ".join(["python bench/training.py", *(argv or [])])
+    if args.floor_only:
+        path = RESULTS / "training.json"
+        result = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        result["floor"] = {**floor(args.pairs), "command": command}
+        save("training", result)
+        return result
     throughput = tokens_per_second()
     print_table(
         throughput,
@@ -140,6 +174,7 @@ def main() -> dict:
         "target_overhead_share": TARGET_OVERHEAD,
         "peak_rss_mb": {"clients_10": memory[10], "clients_1000": memory[1000]},
         "memory_ratio": round(ratio, 3),
+        "floor": {**floor(args.pairs), "command": command},
         "target_memory_ratio": TARGET_MEMORY_RATIO,
         "met": share["overhead_share"] <= TARGET_OVERHEAD and ratio <= TARGET_MEMORY_RATIO,
         "peak_rss_mb_this_process": round(
@@ -151,4 +186,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

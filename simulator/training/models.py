@@ -23,14 +23,18 @@ vector, so the message carries only B (and the head).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import inspect
 import json
 import logging
 import os
 import shutil
 import warnings
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -247,6 +251,30 @@ def group_name(param_name: str) -> str:
     return name.removesuffix(".weight") if ".lora_" in name else name
 
 
+MIN_PREFIX = 8  # shorter shared prefixes are not worth their cache copies
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The name a model's forward takes its key/value cache by (`cache` from transformers 5.x,
+    `past_key_values` before)."""
+    forward = model.get_base_model().forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Keys and values of the first `length` tokens every row of an evaluation shares."""
+
+    length: int
+    cache: Any  # the model's past_key_values for one row
+
+    def for_batch(self, rows: int) -> Any:
+        """A copy of the cache repeated for a batch of `rows` (the model extends its copy)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
 class AdapterModel:
     """The PEFT model plus the flat view of its trainable state."""
 
@@ -276,18 +304,44 @@ class AdapterModel:
         keep: torch.Tensor,
         input_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        prefix: Prefix | None = None,
     ) -> torch.Tensor:
         """fp32 logits [n, V] predicting token t + 1 at the n positions t where keep [B, T - 1]
         is true, in row-major order. The LM head runs at those positions only when the model's
         logits are its head applied to its body's last hidden state (checked at load), else
-        the full logits are computed and indexed."""
+        the full logits are computed and indexed. With a `prefix` (the first P tokens of every
+        row, no target among tokens 1..P), those tokens' keys and values come from it and only
+        the rest of each row goes through the model."""
         inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds}
+        past: dict[str, Any] = {"use_cache": False}
+        if prefix is not None:
+            assert input_ids is not None and not keep[:, : prefix.length].any()
+            inputs["input_ids"] = input_ids[:, prefix.length :]
+            keep = keep[:, prefix.length :]
+            past = {"use_cache": True, _cache_kwarg(self.model): prefix.for_batch(len(input_ids))}
         if self._split is None:
-            logits = self.model(**inputs, attention_mask=attention_mask, use_cache=False).logits
+            logits = self.model(**inputs, attention_mask=attention_mask, **past).logits
             return logits[:, :-1][keep].float()
         body, head = self._split
-        hidden = body(**inputs, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = body(**inputs, attention_mask=attention_mask, **past).last_hidden_state
         return head(hidden[:, :-1][keep]).float()
+
+    def prefix(self, input_ids: torch.Tensor, targets: torch.Tensor) -> Prefix | None:
+        """The longest run of leading tokens every row shares, before any target (e.g. a chat
+        template's system header), as keys and values computed once; None when shorter than
+        MIN_PREFIX tokens or the model is not a causal LM."""
+        if self.task != "causal_lm" or len(input_ids) < 2:
+            return None
+        same = (input_ids == input_ids[:1]).all(dim=0).long()
+        shared = int(same.cumprod(0).sum())
+        first_target = int(targets.long().argmax(dim=1).min()) if targets.any() else 0
+        length = min(shared, first_target - 1)
+        if length < MIN_PREFIX:
+            return None
+        ids = input_ids[:1, :length].to(self.device)
+        with self.autocast():
+            out = self.model(input_ids=ids, use_cache=True)
+        return Prefix(length, out["cache"] if "cache" in out else out["past_key_values"])
 
     def _adapter_params(self) -> list[tuple[str, torch.nn.Parameter]]:
         """Every parameter PEFT made trainable (LoRA A and B, the classification head)."""

@@ -223,3 +223,39 @@ def test_generations_come_back_in_the_order_asked_whatever_the_batching(tiny_mod
     batched = generate(model, tokenizer, tokens, rows, 5, batch_size=4)
     alone = [generate(model, tokenizer, tokens, rows[i : i + 1], 5, 1)[0] for i in range(6)]
     assert batched == alone and len(set(alone)) > 1
+
+
+def test_a_shared_header_runs_once_and_changes_no_metric(tiny_models, monkeypatch):
+    """The tokens every held-out row starts with, up to the first target, are run once
+    (their keys and values shared by every batch); NLL and answer ranking equal the pass that
+    runs every row whole. Rows that share too little (or a target too early) get no prefix."""
+    from simulator.training import models
+    from simulator.training.evaluate import answer_set, candidate_answers, evaluate
+    from simulator.training.models import load_model
+
+    spec = _spec(tiny_models, kind="synthetic", samples=120, eval_samples=20)
+    data = load_data(spec.data, "causal_lm", seed=0)
+    tokenizer = load_tokenizer(spec)
+    tokens = tokenize(data, tokenizer, seq_len=64)
+    model = load_model(spec, 0, tokenizer.pad_token_id, seed=0)
+    with torch.no_grad():
+        for param in model.params:
+            param.normal_(0, 0.3)
+    rows = torch.from_numpy(data.validation.copy())
+    ids, targets = tokens.input_ids[rows], tokens.targets[rows]
+    prefix = model.prefix(ids, targets)
+    first_target = int(targets.long().argmax(dim=1).min())
+    shared = next(t for t in range(ids.shape[1]) if not (ids[:, t] == ids[0, t]).all())
+    assert prefix is not None and prefix.length == min(shared, first_target - 1) >= 8
+    answers = answer_set(candidate_answers(data, spec), data, tokenizer, tokens)
+    shared_pass = evaluate(model, tokens, data.validation, 7, answers)
+    monkeypatch.setattr(models, "MIN_PREFIX", 10**6)
+    assert model.prefix(ids, targets) is None
+    whole_pass = evaluate(model, tokens, data.validation, 7, answers)
+    assert shared_pass["nll"] == pytest.approx(whole_pass["nll"], rel=1e-6)
+    assert shared_pass["answer_accuracy"] == whole_pass["answer_accuracy"]
+    monkeypatch.undo()
+    assert model.prefix(ids[:, 1:], targets[:, 1:]) is None or shared > 9
+    early = targets.clone()
+    early[:, 3] = 1  # a target among the first tokens: nothing may be shared before it
+    assert model.prefix(ids, early) is None
