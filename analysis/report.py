@@ -153,14 +153,15 @@ def _samples(arms: list[Arm]) -> list[list[str]]:
     rows, shown = [], set()
     for arm in sorted(arms, key=lambda a: (a.arm, a.seed)):
         saved = generations(arm)
-        if saved is None or arm.arm in shown:
+        if not saved or arm.arm in shown:
             continue
         shown.add(arm.arm)
-        for sample in saved["samples"][:SAMPLES_PER_ARM]:
+        last = saved[-1]
+        for sample in last["samples"][:SAMPLES_PER_ARM]:
             cells = [
                 arm.arm,
                 str(arm.seed),
-                str(saved["round"]),
+                str(last["round"]),
                 sample["reference"],
                 sample["answer"],
             ]
