@@ -88,7 +88,16 @@ ARM_FILES = frozenset(
 REPORT_MARKER = "fstq-sim-report.json"
 # what `fstq-sim plot RUN` writes into a run or arm folder
 PLOT_FILES = frozenset(
-    f"{kind}.png" for kind in ("quality_vs_time", "quality_bytes", "round_cdf", "timeline", "bits")
+    f"{kind}.png"
+    for kind in (
+        "quality_vs_time",
+        "quality_bytes",
+        "round_cdf",
+        "timeline",
+        "bits",
+        "quality_by_group",
+        "quality_by_client",
+    )
 )
 LOWER_IS_BETTER = ("loss", "nll", "perplexity")  # evals.csv metrics that fall as models improve
 
