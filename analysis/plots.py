@@ -24,7 +24,9 @@ from analysis.runs import (
     Runs,
     arm_order,
     find_arms,
+    load_client_evals,
     load_table,
+    load_views,
     resolved_scenario,
     scenario_metric,
 )
@@ -306,6 +308,78 @@ def pareto_figure(runs: Runs, metric: str | None = None, baseline: str | None = 
     return fig
 
 
+CLIENT_PREFIX = "clients:"  # evals.csv views that summarise the per-client evaluation
+
+
+def final_views(runs: Runs, metric: str | None = None) -> tuple[str, pd.DataFrame]:
+    """(metric, per arm, seed and view its last value): the evals.csv views (group values and
+    the clients: summaries) of the metric (default: the scenario's); empty when none."""
+    views = load_views(runs)
+    if views.empty:
+        return metric or "", views
+    metric, chosen = metrics.select_metric(views, metric, scenario_metric(find_arms(runs)))
+    last = chosen.sort_values("round").groupby([*metrics.KEYS, "group"], sort=False)["value"]
+    return metric, last.last().reset_index()
+
+
+def group_figure(runs: Runs, metric: str | None = None, baseline: str | None = None) -> Figure:
+    """The final metric per group value (evaluation.by), one bar per arm in each group (mean
+    over seeds, whiskers: the seeds' range), the overall value as a dashed line per arm."""
+    metric, finals = final_views(runs, metric)
+    finals = finals[~finals["group"].str.startswith(CLIENT_PREFIX)] if len(finals) else finals
+    if finals.empty:
+        raise SimulatorError(
+            "quality-by-group: no arm has per-group evaluations; run with evaluation.by = "
+            "'group' (or 'label')"
+        )
+    order = [a for a in _order(runs, baseline) if a in set(finals["arm"])]
+    colours = _colours(_order(runs, baseline))
+    groups = list(dict.fromkeys(finals["group"]))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.5 * len(groups) * len(order)), 4.2), dpi=120)
+    ax.grid(alpha=0.3, axis="y")
+    width = 0.8 / len(order)
+    overall = metrics.final_values(load_table(runs, "evals"), metric)
+    for i, arm in enumerate(order):
+        per = finals[finals["arm"] == arm].groupby("group")["value"]
+        mean, low, high = (per.agg(f).reindex(groups).to_numpy() for f in ("mean", "min", "max"))
+        x = np.arange(len(groups)) + (i - (len(order) - 1) / 2) * width
+        ax.bar(x, mean, width, color=colours[arm], label=arm)
+        ax.errorbar(x, mean, [mean - low, high - mean], fmt="none", ecolor="#333333", lw=1)
+        ax.axhline(overall.loc[arm].mean(), color=colours[arm], lw=1, ls="--")
+    ax.set_xticks(np.arange(len(groups)), groups, rotation=30 if len(groups) > 6 else 0)
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title(f"final {metric} per group (dashed: overall)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def client_figure(runs: Runs, metric: str | None = None, baseline: str | None = None) -> Figure:
+    """Each client's final metric on its own held-out shard, sorted from worst to best (one
+    line per arm, first seed): how evenly the global model serves the clients."""
+    arms = find_arms(runs)
+    values = load_client_evals(runs)
+    if values.empty:
+        raise SimulatorError(
+            "quality-by-client: no arm evaluated its clients; run with evaluation.clients_every"
+        )
+    metric, chosen = metrics.select_metric(values, metric, scenario_metric(arms))
+    first = chosen[chosen["seed"] == chosen["seed"].min()]
+    last = first[first["round"] == first.groupby("arm")["round"].transform("max")]
+    fig, ax = _figure()
+    colours = _colours(_order(runs, baseline))
+    lower = lower_is_better(metric)
+    for arm, frame in _by_arm(last, _order(runs, baseline)):
+        ordered = np.sort(frame["value"].to_numpy(float))
+        worst_first = ordered[::-1] if lower else ordered
+        share = np.arange(1, len(ordered) + 1) / len(ordered)
+        ax.plot(share, worst_first, marker="o", ms=3, lw=2, color=colours[arm], label=arm)
+    ax.set_xlabel("share of clients, worst first")
+    ax.set_ylabel(f"final {metric} on the client's held-out shard")
+    ax.set_title(f"per-client {metric} (seed {int(first['seed'].min())})")
+    ax.legend(fontsize=8)
+    return fig
+
+
 # kind -> figure of (runs, metric=None, baseline=None)
 KINDS: dict[str, Callable[..., Figure]] = {
     "quality-time": lambda runs, metric=None, baseline=None: quality_figure(
@@ -318,6 +392,8 @@ KINDS: dict[str, Callable[..., Figure]] = {
     "timeline": lambda runs, metric=None, baseline=None: timeline_figure(runs, None, baseline),
     "bits": lambda runs, metric=None, baseline=None: bits_figure(runs, baseline),
     "pareto": pareto_figure,
+    "quality-by-group": group_figure,
+    "quality-by-client": client_figure,
 }
 
 

@@ -8,7 +8,7 @@ import base64
 import html
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,7 +64,17 @@ FIGURES = {
     "timeline": "each client's download, compute and upload in the first rounds (first seed); "
     "x: a client that dropped out or failed",
     "bits": "uplink bits per trainable parameter per received client, by round",
+    "quality-by-group": "the final quality per group value of the held-out rows (evaluation.by), "
+    "bars: mean over seeds, whiskers: their range, dashed: each arm's overall value",
+    "quality-by-client": "each client's final quality on its own held-out shard, worst first "
+    "(first seed): how evenly the global model serves the clients",
 }
+VIEW_FIGURES = ("quality-by-group", "quality-by-client")  # drawn only when the runs have them
+CLIENT_STATS = (
+    ("clients:mean", "client mean", "mean over clients of their final value"),
+    ("clients:worst10", "worst decile", "10th percentile over clients (90th for a loss)"),
+    ("clients:std", "spread (std)", "standard deviation over clients"),
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,8 @@ class Comparison:
     notes: list[str]  # arms that did not finish or have no evaluations, said beside the table
     samples: list[list[str]]  # generated answers: arm, seed, round, reference, answer
     header: list[str]  # scenario(s), version(s), mode, seeds, date
+    groups: pd.DataFrame = field(default_factory=pd.DataFrame)  # arm x group value: (mean, CI)
+    clients: pd.DataFrame = field(default_factory=pd.DataFrame)  # arm x clients:<stat>
 
 
 def per_seed_values(runs: Runs, baseline: str, target: float, metric: str | None) -> pd.DataFrame:
@@ -130,6 +142,7 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
     latency = latency_table(load_table(runs, "clients"), rounds)
     metric = str(values["metric"].iloc[0])
     stragglers = metrics.straggler_phases(rounds)
+    groups, clients = view_tables(runs, metric, list(table.index))
     return Comparison(
         metric,
         target,
@@ -141,7 +154,21 @@ def compare(runs: Runs, baseline: str, target: float, metric: str | None = None)
         _notes(arms, values),
         _samples(arms),
         _header(arms),
+        groups,
+        clients,
     )
+
+
+def view_tables(runs: Runs, metric: str, order: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per arm (rows, in `order`), mean ± CI over seeds of the final metric per group value,
+    and of the per-client summaries (CLIENT_STATS); empty frames when the runs have none."""
+    metric, finals = plots.final_views(runs, metric)
+    if finals.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    table = finals.groupby(["arm", "group"], sort=False)["value"].agg(metrics.mean_ci)
+    table = table.unstack("group").reindex([a for a in order if a in set(finals["arm"])])
+    clients = [c for c, *_ in CLIENT_STATS if c in table.columns]
+    return table.drop(columns=clients), table[clients]
 
 
 SAMPLES_PER_ARM = 3
@@ -153,14 +180,15 @@ def _samples(arms: list[Arm]) -> list[list[str]]:
     rows, shown = [], set()
     for arm in sorted(arms, key=lambda a: (a.arm, a.seed)):
         saved = generations(arm)
-        if saved is None or arm.arm in shown:
+        if not saved or arm.arm in shown:
             continue
         shown.add(arm.arm)
-        for sample in saved["samples"][:SAMPLES_PER_ARM]:
+        last = saved[-1]
+        for sample in last["samples"][:SAMPLES_PER_ARM]:
             cells = [
                 arm.arm,
                 str(arm.seed),
-                str(saved["round"]),
+                str(last["round"]),
                 sample["reference"],
                 sample["answer"],
             ]
@@ -337,7 +365,26 @@ def raw_table(comparison: Comparison) -> pd.DataFrame:
     for part in latency.columns:
         out[f"{part}_s_mean"] = [pair[0] for pair in latency[part]]
         out[f"{part}_s_ci95"] = [pair[1] for pair in latency[part]]
+    views = pd.concat([comparison.groups.add_prefix("group_"), comparison.clients], axis=1)
+    for view, pairs in views.reindex(table.index).items():
+        pairs = [p if isinstance(p, tuple) else (math.nan, math.nan) for p in pairs]
+        name = "final_" + str(view).replace(":", "_")
+        out[f"{name}_mean"] = [pair[0] for pair in pairs]
+        out[f"{name}_ci95"] = [pair[1] for pair in pairs]
     return out
+
+
+def _group_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    groups = comparison.groups
+    rows = [[str(arm), *(human(p, "quality") for p in row)] for arm, row in groups.iterrows()]
+    return ["arm", *map(str, groups.columns)], rows
+
+
+def _client_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    clients = comparison.clients
+    head = ["arm", *(heading for view, heading, _ in CLIENT_STATS if view in clients.columns)]
+    rows = [[str(arm), *(human(p, "quality") for p in row)] for arm, row in clients.iterrows()]
+    return head, rows
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -374,6 +421,17 @@ def _sections(
     costs = ("Round costs:", _cost_rows(comparison), [*_explain(COSTS), *COSTS_EXTRA])
     latency = (LATENCY_EXPLAINED, _latency_rows(comparison), [])
     sections = [main, costs, latency]
+    metric = comparison.metric
+    if not comparison.groups.empty:
+        lead = f"Final {metric} per group value of the held-out rows (evaluation.by):"
+        sections.append((lead, _group_rows(comparison), []))
+    if not comparison.clients.empty:
+        lead = (
+            f"Per-client evaluation of the global model, final {metric} on each client's own "
+            "held-out shard:"
+        )
+        explained = [f"{heading}: {meaning}" for _, heading, meaning in CLIENT_STATS]
+        sections.append((lead, _client_rows(comparison), explained))
     if comparison.samples:
         sections.append((SAMPLES_NOTE, (SAMPLE_HEAD, comparison.samples), []))
     return sections
@@ -431,7 +489,9 @@ def write_report(
     comparison = compare(runs, baseline, target, metric)
     (out / REPORT_MARKER).write_text('{"format": "fstq-sim report"}\n', encoding="utf-8")
     real = any(parameter_count(arm) is not None for arm in find_arms(runs))
-    kinds = [k for k in FIGURES if k != "bits" or real]
+    kinds = [k for k in FIGURES if (k != "bits" or real) and k not in VIEW_FIGURES]
+    kinds += ["quality-by-group"] * (not comparison.groups.empty)
+    kinds += ["quality-by-client"] * (not comparison.clients.empty)
     figures = [
         plots.save(plots.KINDS[kind](runs, comparison.metric, baseline), out / f"{kind}.png")
         for kind in kinds

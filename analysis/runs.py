@@ -3,6 +3,11 @@
 A path may be one arm folder, a run directory (one folder per arm) or a sweep folder
 (`seed-<s>/<arm>/`); every row carries the `arm`, `seed` and `scenario` of its arm, read from the
 arm's manifest.json, so frames of many runs and seeds concatenate without ambiguity.
+
+Tables written before a column existed load with it filled in (OPTIONAL): evals.csv before
+views (schema 3) has only overall rows, clients.csv no training columns. `load_table(runs,
+"evals")` gives the overall rows, which every metric and figure uses; `load_views` the per-view
+rows (a group or label value, the per-client summary) and `load_client_evals` each client's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from simulator.errors import RunDirError
 from simulator.recorder import SCHEMA_VERSION, TABLES, ClientRow, EvalRow, RoundRow
@@ -167,6 +173,15 @@ NUMERIC = {
 }
 
 
+# columns added after schema 3, with what an older table holds instead
+OPTIONAL = {
+    "evals": {"group": ""},
+    "clients": dict.fromkeys(
+        ("train_loss_first", "train_loss_last", "tokens_trained", "flop"), np.nan
+    ),
+}
+
+
 def _check_rows(path: Path, text: str) -> None:
     """Every row has as many fields as the header: a damaged row is named by its line."""
     reader = csv.reader(io.StringIO(text))
@@ -194,6 +209,13 @@ def _check_numbers(path: Path, table: str, frame: pd.DataFrame) -> None:
             )
 
 
+def _missing(text: str) -> dict[str, Any]:
+    """pandas' default missing-value spellings for every column but `group`, whose values are
+    names ("NA" is Namibia's code, "None" a MeSH-free row), only empty there."""
+    header = next(csv.reader(io.StringIO(text)), [])
+    return {c: [""] if c == "group" else sorted(STR_NA_VALUES) for c in header}
+
+
 def read_table(arm: Arm, table: str) -> pd.DataFrame:
     """One CSV of one arm, checked for truncation and columns, with the arm's identity."""
     path = arm.folder / f"{table}.csv"
@@ -206,19 +228,64 @@ def read_table(arm: Arm, table: str) -> pd.DataFrame:
     try:
         text = raw.decode("utf-8")
         _check_rows(path, text)
-        frame = pd.read_csv(io.StringIO(text))
+        frame = pd.read_csv(
+            io.StringIO(text),
+            keep_default_na=False,
+            na_values=_missing(text),
+            dtype={"group": object},
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{path}: unreadable CSV ({exc})") from None
+    older = OPTIONAL.get(table, {})
+    frame = frame.assign(**{c: v for c, v in older.items() if c not in frame.columns})
     missing = [c for c in TABLES[table] if c not in frame.columns]
     if missing:
-        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}; not a schema-3 table")
+        raise RunDirError(
+            f"{path}: missing column(s) {', '.join(missing)}; not a fstq-sim {table} table"
+        )
     _check_numbers(path, table, frame)
+    if "group" in frame.columns:
+        frame["group"] = frame["group"].fillna("")
     return frame.assign(arm=arm.arm, seed=arm.seed, scenario=arm.scenario)
 
 
-def load_table(runs: Runs, table: str) -> pd.DataFrame:
-    """One table (rounds, clients or evals) of every arm, with `arm`, `seed`, `scenario`."""
+def _tables(runs: Runs, table: str) -> pd.DataFrame:
     return pd.concat([read_table(arm, table) for arm in find_arms(runs)], ignore_index=True)
+
+
+def load_table(runs: Runs, table: str) -> pd.DataFrame:
+    """One table (rounds, clients or evals) of every arm, with `arm`, `seed`, `scenario`;
+    evals: the overall rows (the per-view rows: load_views)."""
+    frame = _tables(runs, table)
+    if table == "evals":
+        frame = frame[frame["group"] == ""].reset_index(drop=True)
+    return frame
+
+
+def load_views(runs: Runs) -> pd.DataFrame:
+    """The evals.csv rows of every view (`group` a group or label value, or clients:<stat>);
+    empty when no arm evaluated any."""
+    frame = _tables(runs, "evals")
+    return frame[frame["group"] != ""].reset_index(drop=True)
+
+
+CLIENT_EVAL_COLUMNS = ("round", "client", "metric", "value")
+
+
+def load_client_evals(runs: Runs) -> pd.DataFrame:
+    """Every arm's client_evals.csv (per-client evaluation), with `arm`, `seed`, `scenario`;
+    empty when none evaluated its clients."""
+    frames = []
+    for arm in find_arms(runs):
+        path = arm.folder / "client_evals.csv"
+        if path.exists():
+            try:
+                frame = pd.read_csv(path)
+            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                raise RunDirError(f"{path}: unreadable CSV ({exc})") from None
+            frames.append(frame.assign(arm=arm.arm, seed=arm.seed, scenario=arm.scenario))
+    columns = [*CLIENT_EVAL_COLUMNS, "arm", "seed", "scenario"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def complete_seeds(arms: list[Arm], names: list[str]) -> list[Arm]:
@@ -275,8 +342,12 @@ def parameter_count(arm: Arm) -> int | None:
         raise RunDirError(f"{states[-1]}: unreadable state ({exc})") from None
 
 
-def generations(arm: Arm) -> dict[str, Any] | None:
-    """The greedy answers an arm saved at its last generation round (generations.json: round,
-    samples of prompt, reference and answer), or None when it generated none."""
+def generations(arm: Arm) -> list[dict[str, Any]]:
+    """The greedy answers an arm saved, one entry per generating round (round, samples of
+    prompt, reference and answer), in round order; [] when it generated none. Older runs kept
+    only the last round's ({"round", "samples"})."""
     path = arm.folder / "generations.json"
-    return _read_json(path) if path.exists() else None
+    if not path.exists():
+        return []
+    saved = _read_json(path)
+    return saved.get("rounds", [saved])

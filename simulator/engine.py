@@ -124,6 +124,7 @@ class Engine:
         end = start + result.compute_seconds(w.fleet.flops[client])
         if not rec.phase_done(1, start, end, offline_at):
             return
+        rec.trained(result)
         up = rec.up_bytes = result.uplink_bytes
         start, end = end, end + w.uplinks.transfer_time(client, up, end)
         if not rec.phase_done(2, start, end, offline_at):

@@ -111,10 +111,11 @@ class ArmRun:
         self.devices = world.fleet.class_names()
 
     def _evals(self, round_number: int, time_s: float) -> list[EvalRow]:
-        metrics = self.trainer.evaluate(round_number)
+        views = {"": self.trainer.evaluate(round_number), **self.trainer.views()}
         source = self.trainer.source
         return [
-            EvalRow(round_number, time_s, self.uplink_cum, name, value, source)
+            EvalRow(round_number, time_s, self.uplink_cum, name, value, source, group)
+            for group, metrics in views.items()
             for name, value in metrics.items()
         ]
 
@@ -265,7 +266,7 @@ def _first_crossing(evals: list[dict[str, str]], metric: str | None, target: flo
 def summarise(folder: Path, scenario: Scenario, method: Method, mode: str) -> dict[str, Any]:
     """Totals, round-duration statistics, final metrics and time/bytes to each target."""
     rounds = _read_rows(folder / "rounds.csv")
-    evals = _read_rows(folder / "evals.csv")
+    evals = [e for e in _read_rows(folder / "evals.csv") if not e["group"]]  # overall rows
     durations = [float(r["duration_s"]) for r in rounds]
     final: dict[str, float] = {}
     for e in evals:

@@ -2,8 +2,11 @@
 
 Layout of `OUT/<arm>/`:
     rounds.csv      one row per round (per server update under FedBuff)
-    clients.csv     one row per client-round (phases with simulated start/end times)
-    evals.csv       one row per evaluated metric (simulated time, cumulative uplink bytes)
+    clients.csv     one row per client-round (phases with simulated start/end times, training
+                    loss at the first and last local step, tokens trained, counted FLOPs)
+    evals.csv       one row per evaluated metric (simulated time, cumulative uplink bytes), and
+                    per view (`group`: a group or label value, clients:mean/worst10/std); the
+                    overall row has an empty group
     summary.json    totals and time/bytes-to-target, written when the arm finishes
     manifest.json   schema version, package versions, seed, mode, host start/end times
     scenario.json   the resolved scenario
@@ -11,7 +14,9 @@ Layout of `OUT/<arm>/`:
   real training also:
     partition.csv   samples (and labels or groups) per client
     state-r<k>.npz  the arrays to resume from after round k (the checkpoint records its sha256)
-    adapter/        the final adapter (PEFT save_pretrained), generations.json its answers
+    adapter/        the final adapter (PEFT save_pretrained)
+    generations.json  the greedy answers of every generating round ({"rounds": [...]})
+    client_evals.csv  per-client evaluation: round, client, metric, value
 and in OUT/ itself: fstq-sim-run.json (the marker, written first), .fstq-sim.lock (the lock),
 scenario.json (resolved), scenario.toml (as given), run.json (--arms).
 
@@ -54,7 +59,7 @@ from simulator.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: evals.csv `group`, clients.csv training columns
 RUN_FILE = "run.json"  # what `run` was asked for beyond the scenario (the --arms selection)
 MARKER = "fstq-sim-run.json"  # makes a folder a run directory; written before anything else
 MARKER_FORMAT = "fstq-sim run directory"
@@ -74,6 +79,7 @@ ARM_FILES = frozenset(
         "partition.csv",
         "masks.csv",
         "generations.json",
+        "client_evals.csv",
         "adapter",
     }
 )
@@ -82,7 +88,16 @@ ARM_FILES = frozenset(
 REPORT_MARKER = "fstq-sim-report.json"
 # what `fstq-sim plot RUN` writes into a run or arm folder
 PLOT_FILES = frozenset(
-    f"{kind}.png" for kind in ("quality_vs_time", "quality_bytes", "round_cdf", "timeline", "bits")
+    f"{kind}.png"
+    for kind in (
+        "quality_vs_time",
+        "quality_bytes",
+        "round_cdf",
+        "timeline",
+        "bits",
+        "quality_by_group",
+        "quality_by_client",
+    )
 )
 LOWER_IS_BETTER = ("loss", "nll", "perplexity")  # evals.csv metrics that fall as models improve
 
@@ -136,6 +151,10 @@ class ClientRow(NamedTuple):
     energy_j: float
     version: int | None  # FedBuff: the global version it trained on
     staleness: int | None
+    train_loss_first: float | None  # real training: the loss of the first and last local step
+    train_loss_last: float | None
+    tokens_trained: int | None  # non-padding tokens of the local steps
+    flop: float | None  # counted FLOPs of the local round (what its compute time comes from)
 
 
 class EvalRow(NamedTuple):
@@ -147,6 +166,7 @@ class EvalRow(NamedTuple):
     metric: str
     value: float
     source: str
+    group: str = ""  # the view ("" for the overall value; older evals.csv lack the column)
 
 
 ROUND_COLUMNS = RoundRow._fields
@@ -511,6 +531,19 @@ class ArmRecorder:
     def write_json(self, name: str, data: Any) -> None:
         """A JSON file of the arm (e.g. generations.json), atomically."""
         write_json_atomic(self.folder / name, data)
+
+    def read_json(self, name: str) -> Any:
+        """A JSON file this arm wrote (e.g. generations.json), or None when absent."""
+        path = self.folder / name
+        return read_json(path) if path.exists() else None
+
+    def read_rows(self, name: str) -> list[dict[str, str]]:
+        """The rows of a whole table this arm wrote (write_table), or [] when absent."""
+        path = self.folder / name
+        if not path.exists():
+            return []
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
 
     def write_folder(self, name: str, save: Callable[[Path], None]) -> None:
         """A folder that `save` fills (e.g. PEFT's save_pretrained), put in place by a rename

@@ -33,7 +33,10 @@ class ClientRound:
         "down_bytes",
         "end",
         "energy",
+        "flop",
         "key",
+        "loss_first",
+        "loss_last",
         "offline_at",
         "phase",
         "result",
@@ -41,6 +44,7 @@ class ClientRound:
         "staleness",
         "status",
         "times",
+        "tokens",
         "up_bytes",
         "version",
     )
@@ -61,6 +65,16 @@ class ClientRound:
         self.end = -math.inf  # when the client finished or failed
         self.offline_at = math.inf  # when the client's online session ends
         self.result: LocalResult | None = None  # what reached the server, until aggregated
+        # what the local training reported, once its compute phase completed
+        self.loss_first: float | None = None
+        self.loss_last: float | None = None
+        self.tokens: int | None = None
+        self.flop: float | None = None
+
+    def trained(self, result: LocalResult) -> None:
+        """Keep what the local round reported (its compute phase completed)."""
+        self.loss_first, self.loss_last = result.loss_first, result.loss_last
+        self.tokens, self.flop = result.tokens, result.work_flop
 
     def phase_done(self, index: int, start: float, end: float, offline_at: float) -> bool:
         """Record a phase [start, end), cut at offline_at if the client goes offline first."""
@@ -77,6 +91,8 @@ class ClientRound:
         self.status, self.phase = status, PHASES[index]
         self.times[2 * index + 1] = self.end = t
         self.busy[index] = t - self.times[2 * index]
+        if index <= 1:  # the local round never finished
+            self.loss_first = self.loss_last = self.tokens = self.flop = None
         for later in range(index + 1, 3):
             self.times[2 * later] = self.times[2 * later + 1] = None
             self.busy[later] = 0.0
@@ -96,6 +112,10 @@ class ClientRound:
             self.energy,
             self.version,
             self.staleness,
+            self.loss_first,
+            self.loss_last,
+            self.tokens,
+            self.flop,
         )
 
     def state(self) -> dict[str, Any]:

@@ -60,7 +60,8 @@ class ArmBoard:
     def write(self, rows: dict[str, Iterable[Any]]) -> None:
         """Scalars of the evaluation rows and round rows (recorder NamedTuples) of one append."""
         for row in rows.get("evals", ()):
-            self._scalar(f"eval/{row.metric}", row.round, row.time_s, float(row.value))
+            view = f"/{row.group}" if row.group else ""
+            self._scalar(f"eval{view}/{row.metric}", row.round, row.time_s, float(row.value))
         for row in rows.get("rounds", ()):
             for column, value in row._asdict().items():
                 if column not in NOT_METRICS and isinstance(value, int | float):

@@ -101,6 +101,7 @@ def test_a_client_round_row_names_each_attribute():
     rec.status, rec.phase, rec.staleness = "late", "upload", 2
     rec.times = [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
     rec.down_bytes, rec.up_bytes, rec.energy = 11, 22, 33.0
+    rec.loss_first, rec.loss_last, rec.tokens, rec.flop = 2.5, 1.5, 640, 9e9
     row = rec.row("laptop")
     assert row._asdict() == {
         "round": 7,
@@ -119,4 +120,8 @@ def test_a_client_round_row_names_each_attribute():
         "energy_j": 33.0,
         "version": 5,
         "staleness": 2,
+        "train_loss_first": 2.5,
+        "train_loss_last": 1.5,
+        "tokens_trained": 640,
+        "flop": 9e9,
     }

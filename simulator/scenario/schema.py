@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from simulator.methods import registry
 from simulator.network.traces import READERS
 from simulator.scenario.availability import AlwaysAvailable, Availability
-from simulator.scenario.evaluation import Evaluation
+from simulator.scenario.evaluation import QA_KINDS, QA_METRICS, Evaluation
 from simulator.scenario.faults import Faults
 from simulator.scenario.fields import Model, Slug
 from simulator.scenario.methods import Method
@@ -60,6 +60,12 @@ class Scenario(Model):
             raise ValueError(
                 "evaluation.generate_every needs instruction data: training.task = 'causal_lm' "
                 "with data.prompt/response, kind = 'pubmedqa' or kind = 'synthetic'"
+            )
+        ev = self.evaluation
+        if self.training.mode == "surrogate" and (ev.by or ev.clients_every):
+            raise ValueError(
+                "evaluation.by and evaluation.clients_every split a measured evaluation: they "
+                "need training.mode = 'real'"
             )
         metric = self.evaluation.metric
         if metric is not None and metric not in self.metrics():
@@ -139,6 +145,8 @@ class Scenario(Model):
             found += GENERATION_METRICS
             if isinstance(self.training.data, PubMedQAData):
                 found += DECISION_METRICS
+            if self.training.data.kind in QA_KINDS:
+                found += QA_METRICS
         return found
 
     def method(self, name: str) -> Method:

@@ -258,4 +258,6 @@ METRIC_RANGES = {
     "nll": (0.0, INF),
     "rouge_l": (0.0, 1.0),
     "decision_accuracy": (0.0, 1.0),
+    "exact_match": (0.0, 1.0),
+    "token_f1": (0.0, 1.0),
 }

@@ -20,6 +20,9 @@ class LocalResult:
     num_samples: int
     compute_s: float | None = None  # fixed simulated seconds, or ...
     work_flop: float | None = None  # ... counted work, divided by the client's FLOP/s
+    loss_first: float | None = None  # real training: the first and last local step's loss
+    loss_last: float | None = None
+    tokens: int | None = None  # non-padding tokens trained on
 
     @property
     def uplink_bytes(self) -> int:
@@ -72,6 +75,10 @@ class Trainer(Protocol):
 
     def evaluate(self, round_index: int) -> dict[str, float]:
         """Metrics of the global state, by name."""
+
+    def views(self) -> dict[str, dict[str, float]]:
+        """The last evaluation's metrics per view (evals.csv `group`: a group or label value,
+        clients:mean/worst10/std), by view; {} when it computed none."""
 
     def state(self) -> dict[str, Any]:
         """JSON-safe state needed to resume after the last finished round."""

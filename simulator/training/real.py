@@ -14,7 +14,9 @@ checkpoint (sha256 recorded in it). No random state carries across rounds (each 
 reseeds from its seed scope), so those arrays are the whole state to resume from. At the end
 the adapter is saved with PEFT's `save_pretrained` into `adapter/`. `masks.csv` holds a token
 policy's mask diagnostics per client-round (simulator/methods/tokens.py: MaskDiagnostics),
-rewritten with every checkpoint. Every file is written by the arm's recorder
+`client_evals.csv` the per-client evaluation values and `generations.json` the answers of every
+generating round, each rewritten with every checkpoint (a resumed arm reads the last two back,
+up to its checkpoint's round). Every file is written by the arm's recorder
 (simulator/recorder.py).
 """
 
@@ -33,11 +35,13 @@ from simulator.server.model import ServerModel
 from simulator.server.optimizers import OPTIMIZERS
 from simulator.training.base import LocalResult
 from simulator.training.client import Arm, Job
+from simulator.training.evaluate import Evaluated, Views
 from simulator.training.local import HostTime
 from simulator.training.partition import partition_table
 from simulator.training.task import RealTask
 
 MASK_COLUMNS = ("round", "client", "kept_share", "unscored_share", "prefix_jaccard", "prefix_rows")
+CLIENT_EVAL_COLUMNS = ("round", "client", "metric", "value")
 
 
 class RealTrainer:
@@ -52,10 +56,10 @@ class RealTrainer:
         executor: Any,
         method: Method,
         recorder: ArmRecorder,
-        evaluate: Callable[..., tuple[dict[str, float], list[dict[str, str]]]] | None = None,
+        evaluate: Callable[..., Evaluated] | None = None,
     ) -> None:
         self.task = task
-        self._evaluate = evaluate or task.evaluate  # (arm, flat, answers); maybe cached
+        self._evaluate = evaluate or task.evaluate  # (arm, flat, answers, clients); maybe cached
         self.executor = executor
         self.arm = Arm.of(method)
         self.recorder = recorder
@@ -72,7 +76,11 @@ class RealTrainer:
         self.client_state: dict[int, dict[str, np.ndarray]] = {}
         self.host = HostTime()
         self.host_eval = 0.0
-        self.samples: dict[str, Any] | None = None  # the latest generated answers
+        self.host_client_eval = 0.0
+        self.generations: list[dict[str, Any]] = []  # generations.json: per generating round
+        self.client_evals: list[list[Any]] = []  # client_evals.csv rows
+        self._views: Views = {}
+        self._written = (0, 0)  # generations and client_evals rows already on disk
         self.masks: list[list[float]] = []  # masks.csv rows
         recorder.write_table("partition.csv", *partition_table(task.parts, task.data))
 
@@ -106,7 +114,12 @@ class RealTrainer:
             self.host.backward += stats.host.backward
             self.host.optimizer += stats.host.optimizer
             self.pending[update.client] = LocalResult(
-                update.message, update.num_samples, work_flop=stats.work_flop
+                update.message,
+                update.num_samples,
+                work_flop=stats.work_flop,
+                loss_first=stats.loss_first,
+                loss_last=stats.loss_last,
+                tokens=stats.tokens,
             )
 
     def train(self, client: int, round_index: int) -> LocalResult:
@@ -130,16 +143,44 @@ class RealTrainer:
         return self.server.receive(round_index, messages)  # type: ignore[arg-type]
 
     def evaluate(self, round_index: int) -> dict[str, float]:
-        """Metrics of the current global adapter; generation metrics at the rounds that are
-        multiples of evaluation.generate_every, and at the last."""
+        """Metrics of the current global adapter (its views kept for `views`); generation
+        metrics and per-client evaluation at the rounds that are multiples of
+        evaluation.generate_every and clients_every, and at the last."""
         start = time.perf_counter()
-        every, last = self.task.evaluation.generate_every, self.task.rounds
-        answers = bool(every) and (round_index % every == 0 or round_index == last)
-        metrics, samples = self._evaluate(self.arm, self.server.weights, answers)
-        if samples:
-            self.samples = {"round": round_index, "samples": samples}
-        self.host_eval += time.perf_counter() - start
-        return metrics
+        spec, last = self.task.evaluation, self.task.rounds
+
+        def due(every: int) -> bool:
+            return bool(every) and (round_index % every == 0 or round_index == last)
+
+        result = self._evaluate(
+            self.arm, self.server.weights, due(spec.generate_every), due(spec.clients_every)
+        )
+        self._views = result.views
+        if result.samples:
+            self.generations.append({"round": round_index, "samples": result.samples})
+        self.client_evals += [
+            [round_index, int(client), metric, value]
+            for client, metrics in result.clients.items()
+            for metric, value in metrics.items()
+        ]
+        self.host_client_eval += result.client_seconds
+        self.host_eval += time.perf_counter() - start - result.client_seconds
+        return result.metrics
+
+    def views(self) -> Views:
+        """The last evaluation's metrics per group value and per-client summary."""
+        return self._views
+
+    def _write_evaluations(self) -> None:
+        """generations.json and client_evals.csv, when they gained rows since last written."""
+        counts = (len(self.generations), len(self.client_evals))
+        if counts == self._written:
+            return
+        if self.generations:
+            self.recorder.write_json("generations.json", {"rounds": self.generations})
+        if self.client_evals:
+            self.recorder.write_table("client_evals.csv", CLIENT_EVAL_COLUMNS, self.client_evals)
+        self._written = counts
 
     def state(self) -> dict[str, Any]:
         """Write this round's arrays (the global adapter and every client's codec state, e.g.
@@ -151,6 +192,7 @@ class RealTrainer:
         if self.masks:
             arrays["masks"] = np.array(self.masks, dtype=np.float64)
             self.recorder.write_table("masks.csv", MASK_COLUMNS, self.masks)
+        self._write_evaluations()
         return {"round": done, **self.recorder.write_arrays(f"state-r{done}", arrays)}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -160,6 +202,14 @@ class RealTrainer:
         self.client_state = {}
         saved = arrays["masks"].tolist() if "masks" in arrays else []
         self.masks = [[int(r), int(c), *rest] for r, c, *rest in saved]
+        done = int(state["round"])
+        saved_answers = self.recorder.read_json("generations.json") or {"rounds": []}
+        self.generations = [g for g in saved_answers["rounds"] if g["round"] <= done]
+        self.client_evals = [
+            [int(row["round"]), int(row["client"]), row["metric"], float(row["value"])]
+            for row in self.recorder.read_rows("client_evals.csv")
+            if int(row["round"]) <= done
+        ]
         for name, value in arrays.items():
             if name.startswith("client-"):
                 _, client, key = name.split("-", 2)
@@ -173,6 +223,7 @@ class RealTrainer:
             "backward": self.host.backward,
             "optimizer": self.host.optimizer,
             "evaluation": self.host_eval,
+            "client_evaluation": self.host_client_eval,
         }
 
     def _label_names(self) -> tuple[str, ...]:
@@ -180,7 +231,7 @@ class RealTrainer:
         return self.task.data.label_names if self.task.spec.task == "classification" else ()
 
     def finish(self) -> None:
-        """Save the final adapter with PEFT's save_pretrained, and the latest answers."""
+        """Save the final adapter with PEFT's save_pretrained, and the evaluations' files."""
         self.task.use(self.arm)
         weights = self.server.weights
         self.recorder.manifest["trainable_parameters"] = int(weights.size)
@@ -193,5 +244,4 @@ class RealTrainer:
                 weights, folder, self.task.spec.model, self._label_names()
             ),
         )
-        if self.samples is not None:
-            self.recorder.write_json("generations.json", self.samples)
+        self._write_evaluations()

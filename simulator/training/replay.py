@@ -31,6 +31,7 @@ import torch
 from simulator.cache import ReplayCache, array_hash, arrays_bytes, canonical_hash
 from simulator.recorder import package_versions
 from simulator.training.client import Arm, Job, Update
+from simulator.training.evaluate import Evaluated
 from simulator.training.local import HostTime, LocalStats
 from simulator.training.models import dtype_name
 
@@ -159,7 +160,7 @@ def update_key(fingerprint: str, arm: Arm, job: Job) -> str:
 
 
 def eval_key(
-    fingerprint: str, scenario: Scenario, arm: Arm, flat: np.ndarray, answers: bool
+    fingerprint: str, scenario: Scenario, arm: Arm, flat: np.ndarray, answers: bool, clients: bool
 ) -> str:
     """The key of one evaluation of a global state."""
     return canonical_hash(
@@ -170,6 +171,7 @@ def eval_key(
             "freeze_a": arm.freeze_a,
             "global": array_hash(flat),
             "answers": answers,
+            "clients": clients,
         }
     )
 
@@ -227,16 +229,16 @@ def cached_evaluate(
     arm: Arm,
     flat: np.ndarray,
     answers: bool,
-) -> tuple[dict[str, float], list[dict[str, str]]]:
-    """task.evaluate, answered from the cache when this state was evaluated before."""
-    key = eval_key(fingerprint, scenario, arm, flat, answers)
+    clients: bool = False,
+) -> Evaluated:
+    """task.evaluate, answered from the cache when this state was evaluated before (no host
+    seconds spent on a hit)."""
+    key = eval_key(fingerprint, scenario, arm, flat, answers, clients)
     entry = cache.get("eval", key)
     if entry is not None:
         meta, _ = entry
-        return meta["metrics"], meta["samples"]
+        return Evaluated(**(meta | {"client_seconds": 0.0}))
     start = time.perf_counter()
-    metrics, samples = task.evaluate(arm, flat, answers)
-    cache.put(
-        "eval", key, {"metrics": metrics, "samples": samples}, {}, time.perf_counter() - start
-    )
-    return metrics, samples
+    result = task.evaluate(arm, flat, answers, clients)
+    cache.put("eval", key, result.to_json(), {}, time.perf_counter() - start)
+    return result

@@ -84,6 +84,10 @@ class SurrogateTrainer:
             value = min(1.0, max(0.0, value + noise))
         return {t.metric: value}
 
+    def views(self) -> dict[str, dict[str, float]]:
+        """None: a modelled quality has no groups or clients."""
+        return {}
+
     def state(self) -> dict[str, Any]:
         """Only the accumulated progress."""
         return {"progress": self.progress}

@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from simulator.scenario import PubMedQAData, Scenario
+from simulator.scenario import Scenario
 from simulator.training.client import Arm
 from simulator.training.data import load_data, tokenize
 from simulator.training.evaluate import (
+    Evaluated,
     answer_set,
     candidate_answers,
-    evaluate,
-    generate,
-    generation_metrics,
+    client_holdout,
+    evaluate_task,
 )
 from simulator.training.flops import FlopModel
 from simulator.training.models import load_model, load_tokenizer
@@ -40,8 +40,10 @@ class RealTask:
         self.tokens = tokenize(self.data, tokenizer, spec.local.seq_len)
         candidates = candidate_answers(self.data, spec)
         self.answers = answer_set(candidates, self.data, tokenizer, self.tokens)
-        self.parts = partition(
-            spec.partition, self.data, scenario.population.clients, scenario.seed
+        parts = partition(spec.partition, self.data, scenario.population.clients, scenario.seed)
+        # per-client evaluation: each client's held-out shard, taken out of its training rows
+        self.parts, self.client_eval = client_holdout(
+            parts, self.evaluation, scenario.seed, self.data.source
         )
         self.model = load_model(
             spec, len(self.data.label_names), tokenizer.pad_token_id, scenario.seed
@@ -66,24 +68,11 @@ class RealTask:
         return self.model.get_flat()
 
     def evaluate(
-        self, arm: Arm, flat: np.ndarray, answers: bool = False
-    ) -> tuple[dict[str, float], list[dict[str, str]]]:
-        """Metrics of a global adapter on the held-out split; with answers, also greedy
-        generations for the first generate_samples held-out prompts, scored, and returned."""
+        self, arm: Arm, flat: np.ndarray, answers: bool = False, clients: bool = False
+    ) -> Evaluated:
+        """Metrics of a global adapter on the held-out split and its views; with answers, also
+        greedy generations for the first generate_samples held-out prompts, scored; with
+        clients, every client's held-out shard (evaluate.evaluate_task)."""
         self.use(arm)
         self.model.set_flat(flat)
-        batch = self.spec.eval_batch_size
-        metrics = evaluate(self.model, self.tokens, self.data.validation, batch, self.answers)
-        if not answers:
-            return metrics, []
-        spec = self.evaluation
-        rows = self.data.validation[: spec.generate_samples]
-        said = generate(self.model, self.tokenizer, self.tokens, rows, spec.max_new_tokens, batch)
-        decisions = isinstance(self.spec.data, PubMedQAData)
-        metrics |= generation_metrics(said, self.data, rows, decisions)
-        assert self.data.prompts is not None
-        samples = [
-            {"prompt": self.data.prompts[i], "reference": self.data.texts[i], "answer": answer}
-            for i, answer in zip(rows.tolist(), said, strict=True)
-        ]
-        return metrics, samples
+        return evaluate_task(self, answers, clients)

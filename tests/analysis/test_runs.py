@@ -158,7 +158,7 @@ def test_a_row_with_a_missing_field_is_named_by_file_and_line(tmp_path):
     lines = path.read_text().splitlines(keepends=True)
     lines[3] = lines[3].rsplit(",", 1)[0] + "\n"
     path.write_text("".join(lines))
-    with pytest.raises(RunDirError, match=r"dense/evals.csv, line 4: 5 fields"):
+    with pytest.raises(RunDirError, match=r"dense/evals.csv, line 4: 6 fields"):
         load_table(run, "evals")
 
 

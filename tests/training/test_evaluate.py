@@ -129,9 +129,10 @@ def test_llm_run_writes_per_round_nll_and_rouge_and_a_loadable_adapter(
         for row in rows:
             by_metric.setdefault(row["metric"], []).append(int(row["round"]))
         assert by_metric["nll"] == [0, 1, 2] and by_metric["rouge_l"] == [0, 2]
-        samples = json.loads((arm / "generations.json").read_text())
-        assert samples["round"] == 2 and len(samples["samples"]) == 4
-        assert {"prompt", "reference", "answer"} <= set(samples["samples"][0])
+        saved = json.loads((arm / "generations.json").read_text())["rounds"]
+        assert [g["round"] for g in saved] == [0, 2]  # every generating round, not the last
+        assert all(len(g["samples"]) == 4 for g in saved)
+        assert {"prompt", "reference", "answer"} <= set(saved[-1]["samples"][0])
     from analysis.report import write_report
 
     md = write_report(out, tmp_path / "report", "fp16", 1.0, "nll")[0].read_text()
