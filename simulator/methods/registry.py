@@ -1,9 +1,12 @@
-"""The methods' extension points: codecs and token policies (simulator/registry.py's mechanism).
+"""The methods' extension points: codecs, token policies and client algorithms
+(simulator/registry.py's mechanism).
 
 A codec class provides the Codec protocol's members (`codec_id`, written into every frame and
 unique among codecs: checked when a scenario loads; `needs_fisher`, `fisher_rho`, `budget_for`,
 `encode`, `decode`; subclass `CodecBase` for the defaults), a token policy the TokenPolicy
-protocol's `hook` (both in simulator/methods/base.py).
+protocol's `hook` (both in simulator/methods/base.py), a client algorithm the ClientAlgorithm
+protocol's `shared`, `begin` and `server_update` (simulator/training/algorithms.py; subclass its
+`FedAvg` for the defaults).
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ TOKEN_POLICIES = Registry(
     "simulator/methods/base.py",
 )
 NO_POLICY = "none"  # train on every token
+CLIENT_ALGORITHMS = Registry(
+    "client algorithm",
+    {
+        "fedavg": "simulator.training.algorithms:FedAvg",
+        "fedprox": "simulator.training.algorithms:FedProx",
+        "scaffold": "simulator.training.algorithms:Scaffold",
+    },
+    ("shared", "begin", "server_update"),
+    "simulator/training/algorithms.py",
+)
+DEFAULT_CLIENT = "fedavg"  # plain local steps
 
 
 def codec(name: str, options: dict[str, Any] | None = None) -> Any:
@@ -46,6 +60,11 @@ def codec(name: str, options: dict[str, Any] | None = None) -> Any:
 def policy(name: str, options: dict[str, Any] | None = None) -> Any | None:
     """A token policy instance by scenario name (None for "none")."""
     return None if name == NO_POLICY else TOKEN_POLICIES.build(name, options)
+
+
+def client_algorithm(name: str, options: dict[str, Any] | None = None) -> Any:
+    """A client algorithm instance by scenario name."""
+    return CLIENT_ALGORITHMS.build(name, options)
 
 
 def check_codec_ids(classes: list[type]) -> None:

@@ -1,4 +1,5 @@
-"""[[methods]]: the arms, each a codec, token policy and server optimizer with options."""
+"""[[methods]]: the arms, each a codec, token policy, client algorithm and server optimizer with
+options."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class Method(Model):
     downlink_codec_options: dict[str, Any] = {}
     token_policy: str = registry.NO_POLICY
     token_options: dict[str, Any] = {}
+    client: str = registry.DEFAULT_CLIENT
+    client_options: dict[str, Any] = {}
     server_optimizer: str = DEFAULT_OPTIMIZER
     server_optimizer_options: dict[str, Any] = {}
     freeze_a: bool = False
@@ -65,6 +68,8 @@ class Method(Model):
                 ("codec_options", {}),
                 ("token_policy", registry.NO_POLICY),
                 ("token_options", {}),
+                ("client", registry.DEFAULT_CLIENT),
+                ("client_options", {}),
                 ("server_optimizer", DEFAULT_OPTIMIZER),
                 ("server_optimizer_options", {}),
             )
@@ -106,6 +111,7 @@ class Method(Model):
             )
         elif self.token_options:
             raise ValueError(f"arm {self.name!r}: token_options need a token_policy")
+        self._check_options("client", self.client, self.client_options, registry.CLIENT_ALGORITHMS)
         self._check_options(
             "server_optimizer", self.server_optimizer, self.server_optimizer_options, OPTIMIZERS
         )

@@ -7,7 +7,10 @@ on. The decoded updates are averaged with their weights (aggregation.py) and the
 optimizer (optimizers.py) applies the mean to the global state, which becomes the next version.
 The global state is broadcast through the arm's downlink codec (dense fp16 by default),
 encoded once per version and seeded by it; clients train from the decoded broadcast, so a
-lossy downlink really costs accuracy.
+lossy downlink really costs accuracy. A client algorithm's server arrays (SCAFFOLD's control
+variate c; simulator/training/algorithms.py) ride the same downlink through the same codec,
+their bytes counted in the broadcast; clients then send a bundle (control.py): the update and
+one Δ per array, and the algorithm updates its arrays from the Δs that decoded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from simulator import seeds
 from simulator.errors import MessageError
 from simulator.methods.base import CodecContext, Group
 from simulator.server.aggregation import fedavg
+from simulator.server.control import unbundle
 from simulator.server.optimizers import ServerOptimizer
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,11 @@ class ServerModel:
         downlink: Any,
         optimizer: ServerOptimizer,
         seed: int,
+        algorithm: Any = None,
+        clients: int = 0,
     ) -> None:
+        """algorithm: the arm's client algorithm (None: no server arrays); clients: the
+        population size N it updates its arrays with."""
         self.weights = initial
         self.groups = groups
         self.codec = codec  # the uplink codec: decodes what clients send
@@ -45,42 +53,72 @@ class ServerModel:
         self.optimizer = optimizer
         self.seed = seed
         self.version = 0  # the last aggregated round (server update)
-        self._broadcast: tuple[int, np.ndarray] | None = None
+        self.algorithm = algorithm
+        self.clients = clients
+        self.names: tuple[str, ...] = () if algorithm is None else tuple(algorithm.shared)
+        self.shared = {name: np.zeros_like(initial) for name in self.names}
+        self._broadcast: tuple[int, np.ndarray, dict[str, np.ndarray]] | None = None
+
+    def _send(self, values: np.ndarray, part: int) -> tuple[bytes, np.ndarray]:
+        """One downlink message of this version (part 0: the global state) and its decoding."""
+        seed = seeds.seed_sequence(self.seed, "downlink", self.version, *([part] if part else []))
+        context = CodecContext(self.groups, int(seed.generate_state(1)[0]))
+        message = self.downlink.encode(values, context)
+        return message, self.downlink.decode(message, context)
+
+    def _broadcast_all(self) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:
+        if self._broadcast is None:
+            message, state = self._send(self.weights, 0)
+            size, shared = len(message), {}
+            for part, name in enumerate(self.names, start=1):
+                message, shared[name] = self._send(self.shared[name], part)
+                size += len(message)
+            self._broadcast = (size, state, shared)
+        return self._broadcast
 
     def broadcast(self) -> tuple[int, np.ndarray]:
-        """The global state as clients receive it: the downlink message's length and the
-        state it decodes to."""
-        if self._broadcast is None:
-            seed = seeds.seed_sequence(self.seed, "downlink", self.version)
-            context = CodecContext(self.groups, int(seed.generate_state(1)[0]))
-            message = self.downlink.encode(self.weights, context)
-            self._broadcast = (len(message), self.downlink.decode(message, context))
-        return self._broadcast
+        """The global state as clients receive it: the downlink bytes (the global state's
+        message and the server arrays') and the state it decodes to."""
+        return self._broadcast_all()[:2]
+
+    def broadcast_arrays(self) -> dict[str, np.ndarray]:
+        """The server arrays as clients receive them (empty without a client algorithm's)."""
+        return self._broadcast_all()[2]
 
     def receive(self, round_index: int, received: list[tuple[int, bytes, float]]) -> set[int]:
         """Decode (client, message, weight) triples, aggregate those that decode and step the
         global state, which becomes version round_index. Returns the positions rejected."""
         context = CodecContext(self.groups)
-        updates, rejected = [], set()
+        updates, uploads, rejected = [], [], set()
         for index, (client, message, weight) in enumerate(received):
             try:
-                delta = self.codec.decode(message, context)
+                parts = unbundle(message, 1 + len(self.names)) if self.names else [message]
+                delta = self.codec.decode(parts[0], context)
+                upload = {
+                    name: self.downlink.decode(part, context)
+                    for name, part in zip(self.names, parts[1:], strict=True)
+                }
             except MessageError as exc:
                 log.warning("round %d: rejected client %d's message: %s", round_index, client, exc)
                 rejected.add(index)
                 continue
             updates.append((weight, delta))
+            uploads.append(upload)
         mean = fedavg(updates)
         if mean is not None:
             self.weights = self.optimizer.step(self.weights, mean)
+        if self.names:
+            self.shared = self.algorithm.server_update(self.shared, uploads, self.clients)
         self._broadcast = None
         self.version = round_index
         return rejected
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """What a checkpoint keeps: the global state and the optimizer's arrays."""
+        """What a checkpoint keeps: the global state, the optimizer's and the client
+        algorithm's arrays."""
         state = {f"server-{key}": value for key, value in self.optimizer.state().items()}
-        return {"global": self.weights, **state}
+        shared = {f"shared-{key}": value for key, value in self.shared.items()}
+        return {"global": self.weights, **state, **shared}
 
     def load(self, arrays: dict[str, np.ndarray], version: int) -> None:
         """Restore what arrays() returned, as of `version`."""
@@ -89,5 +127,6 @@ class ServerModel:
         self.optimizer.load(
             {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
         )
+        self.shared = {name: arrays[f"shared-{name}"] for name in self.names}
         self._broadcast = None
         self.version = version

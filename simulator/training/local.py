@@ -20,6 +20,7 @@ Token-policy hooks (what Fed-FSTQ and its controls plug into):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -146,12 +147,14 @@ def train_local(
     seed: np.random.SeedSequence,
     hook: TokenHook | None = None,
     fisher_rho: float | None = None,
+    correct: Callable[[], None] | None = None,
 ) -> tuple[np.ndarray, LocalStats]:
     """Run the local steps from the model's current adapter; (delta, stats).
 
     With fisher_rho, also estimate the diagonal Fisher of the adapter coordinates as an EMA of
     the squared (token-masked, unclipped) gradients, F̂ ← ρF̂ + (1−ρ)·g⊙g from F̂ = 0
-    (Algorithm 1), into stats.fisher.
+    (Algorithm 1), into stats.fisher. `correct` (a client algorithm's, algorithms.py) then
+    edits the gradients in place, before clipping and the AdamW step.
     """
     gen = np.random.default_rng(seed)
     torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
@@ -182,6 +185,8 @@ def train_local(
         if fisher is not None:
             grads = torch.cat([p.grad.reshape(-1).float() for p in model.params])
             fisher.mul_(fisher_rho).add_(grads.square(), alpha=1 - fisher_rho)
+        if correct is not None:
+            correct()
         if settings.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.params, settings.max_grad_norm)
         optimizer.step()

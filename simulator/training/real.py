@@ -9,15 +9,15 @@ residual), hands the messages that reached the server to the server model
 the run's shared task (task.py). A client trains when it starts, on the global version current
 then, so no older versions are kept: under FedBuff the in-flight updates wait as messages.
 Checkpoints: after every round the server model's arrays (global adapter, server-optimizer
-moments) and every client's codec state go to `state-r<round>.npz` beside the run's
-checkpoint (sha256 recorded in it). No random state carries across rounds (each client-round
-reseeds from its seed scope), so those arrays are the whole state to resume from. At the end
-the adapter is saved with PEFT's `save_pretrained` into `adapter/`. `masks.csv` holds a token
-policy's mask diagnostics per client-round (simulator/methods/tokens.py: MaskDiagnostics),
-`client_evals.csv` the per-client evaluation values and `generations.json` the answers of every
-generating round, each rewritten with every checkpoint (a resumed arm reads the last two back,
-up to its checkpoint's round). Every file is written by the arm's recorder
-(simulator/recorder.py).
+moments, a client algorithm's server arrays) and every client's codec and algorithm state
+go to `state-r<round>.npz` beside the run's checkpoint (sha256 recorded in it). No random
+state carries across rounds (each client-round reseeds from its seed scope), so those arrays
+are the whole state to resume from. At the end the adapter is saved with PEFT's
+`save_pretrained` into `adapter/`. `masks.csv` holds a token policy's mask diagnostics per
+client-round (simulator/methods/tokens.py: MaskDiagnostics), `client_evals.csv` the per-client
+evaluation values and `generations.json` the answers of every generating round, each rewritten
+with every checkpoint (a resumed arm reads the last two back, up to its checkpoint's round).
+Every file is written by the arm's recorder (simulator/recorder.py).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class RealTrainer:
             registry.codec(method.downlink_codec, method.downlink_codec_options),
             OPTIMIZERS.build(method.server_optimizer, method.server_optimizer_options),
             task.seed,
+            self.arm.make_algorithm(),
+            len(task.parts),
         )
         self.pending: dict[int, LocalResult] = {}
         self.client_state: dict[int, dict[str, np.ndarray]] = {}
@@ -85,7 +87,8 @@ class RealTrainer:
         recorder.write_table("partition.csv", *partition_table(task.parts, task.data))
 
     def downlink_bytes(self, client: int) -> int:
-        """The downlink message of the global adapter (the same for every client)."""
+        """The downlink messages of the global adapter and the client algorithm's server arrays
+        (the same for every client)."""
         return self.server.broadcast()[0]
 
     def begin_round(
@@ -93,6 +96,7 @@ class RealTrainer:
     ) -> None:
         """Train every client that received the global adapter, through the executor."""
         received = self.server.broadcast()[1]
+        shared = self.server.broadcast_arrays()
         jobs = [
             Job(
                 c,
@@ -100,6 +104,7 @@ class RealTrainer:
                 received,
                 self.client_state.get(c, {}),
                 self.codec.budget_for(lambda s, c=c: uplink(c, s)),
+                shared,
             )
             for c, round_index in starts
         ]

@@ -155,6 +155,7 @@ def update_key(fingerprint: str, arm: Arm, job: Job) -> str:
             "global": array_hash(job.global_flat),
             "state": {name: array_hash(value) for name, value in sorted(job.state.items())},
             "budget": job.budget_bytes,
+            "shared": {name: array_hash(value) for name, value in sorted(job.shared.items())},
         }
     )
 

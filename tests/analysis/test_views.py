@@ -38,8 +38,9 @@ def _add_views(run) -> None:
         extra = []
         for row in rows:
             value = float(row["value"])
-            for group, shift in (("de", 0.1), ("NA", -0.1), ("clients:mean", 0.0),
-                                 ("clients:worst10", -0.2), ("clients:std", -value + 0.05)):  # fmt: skip
+            shifts = {"de": 0.1, "NA": -0.1, "clients:mean": 0.0, "clients:worst10": -0.2}
+            shifts["clients:std"] = -value + 0.05
+            for group, shift in shifts.items():
                 extra.append(dict(row, group=group, value=value + shift))
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, TABLES["evals"], lineterminator="\n")

@@ -118,6 +118,7 @@ ARM = Arm("a", "fstq", {}, "fisher", {}, False, None)
         {"state": {"residual": np.ones(4, np.float32)}},
         {"state": {}},
         {"budget_bytes": 100},
+        {"shared": {"control": np.ones(4, np.float32)}},
     ],
 )
 def test_every_input_of_a_client_round_changes_its_key(change):
@@ -126,7 +127,18 @@ def test_every_input_of_a_client_round_changes_its_key(change):
 
 
 @pytest.mark.parametrize(
-    "field", ["codec", "codec_options", "token_policy", "token_options", "freeze_a", "local_steps"]
+    "field",
+    [
+        "codec",
+        "codec_options",
+        "token_policy",
+        "token_options",
+        "freeze_a",
+        "local_steps",
+        "client",
+        "client_options",
+        "downlink_codec",
+    ],
 )
 def test_every_method_setting_changes_the_key_but_the_arm_name_does_not(field):
     other = {
@@ -136,6 +148,9 @@ def test_every_method_setting_changes_the_key_but_the_arm_name_does_not(field):
         "token_options": {"keep": 0.3},
         "freeze_a": True,
         "local_steps": 7,
+        "client": "fedprox",
+        "client_options": {"mu": 0.1},
+        "downlink_codec": "fp32",
     }[field]
     changed = Arm(**{**ARM.__dict__, field: other})
     assert update_key("fp", changed, _job()) != update_key("fp", ARM, _job())
