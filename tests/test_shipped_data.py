@@ -13,7 +13,11 @@ import pytest
 from conftest import DATA, PROJECT_ROOT, SHARED, TRACES
 
 # folder shipped -> where its originals live in the collection beside the project
-SHIPPED = {TRACES: SHARED / "traces", DATA / "pubmedqa": SHARED / "datasets" / "pubmedqa"}
+SHIPPED = {
+    TRACES: SHARED / "traces",
+    DATA / "pubmedqa": SHARED / "datasets" / "pubmedqa",
+    DATA / "xquad": SHARED / "datasets" / "xquad",
+}
 ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| (?P<bytes>[\d,]+) \| `(?P<sha256>[0-9a-f]{64})` \|")
 NOT_DATA = {"README.md", "SOURCES.md", "COPYING", "LICENSE"}
 

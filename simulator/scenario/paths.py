@@ -36,9 +36,13 @@ def resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
     if isinstance(avail, dict) and isinstance(avail.get("file"), str):
         avail["file"] = _expand([avail["file"]], base, source, "availability.file")[0]
     data = raw.get("training", {}).get("data") if isinstance(raw.get("training"), dict) else None
+    many = isinstance(data, dict) and data.get("kind") == "squad"  # every file a glob matches
     for key in ("path", "eval_path"):
-        if isinstance(data, dict) and isinstance(data.get(key), str):
-            data[key] = _expand([data[key]], base, source, f"training.data.{key}")[0]
+        value = data.get(key) if isinstance(data, dict) else None
+        if isinstance(value, str) or (many and isinstance(value, list)):
+            patterns = value if isinstance(value, list) else [value]
+            found = _expand(patterns, base, source, f"training.data.{key}")
+            data[key] = found if many else found[0]
 
 
 def _expand(patterns: Any, base: Path, source: str, key: str) -> Any:

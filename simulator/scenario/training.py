@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator import extras
 from simulator.registry import validate_options
@@ -115,7 +115,25 @@ class PubMedQAData(DataCommon):
     eval_path: str | None = None  # a separate held-out file in the same format
 
 
-DataSpec = Annotated[SyntheticData | FileData | PubMedQAData, Field(discriminator="kind")]
+class SquadData(DataCommon):
+    """SQuAD v1 JSON files (XQuAD: one per language): context + question -> the first answer,
+    as instruction data for a causal LM; each file's rows form one group (its language)."""
+
+    kind: Literal["squad"]
+    path: list[str]  # files or globs (relative to the scenario's folder), one group each
+    # file name -> group; default the name's last dot-separated part ("xquad.en.json" -> "en")
+    groups: dict[str, str] | None = None
+    eval_path: list[str] | None = None  # separate held-out SQuAD files, grouped the same way
+
+    @field_validator("path", "eval_path", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+DataSpec = Annotated[
+    SyntheticData | FileData | PubMedQAData | SquadData, Field(discriminator="kind")
+]
 
 
 class Partition(Model):
@@ -201,18 +219,27 @@ class RealTraining(Model):
             raise ValueError("classification needs data.label (the label column)")
         if self.executor != "ray" and self.executor_options != ExecutorOptions():
             raise ValueError("executor_options are Ray's: set executor = 'ray', or remove them")
-        if (
-            self.task == "causal_lm"
-            and isinstance(self.data, FileData)
-            and self.data.prompt is None
-            and self.partition.by == "label"
-            and self.partition.kind != "iid"
-        ):
+        if isinstance(self.data, SquadData) and self.task != "causal_lm":
             raise ValueError(
-                "causal_lm plain text has no labels to partition by: set partition.kind = "
-                "'iid', partition.by = 'group' with data.group, or use instruction data "
-                "(data.prompt, data.response) with a data.label column"
+                "squad data are question answering for task = 'causal_lm' (the answer is "
+                "generated); set task = 'causal_lm'"
             )
+        if self.partition.by == "label" and self.partition.kind != "iid":
+            if isinstance(self.data, SquadData):
+                raise ValueError(
+                    "squad data have no labels to partition by: set partition.by = 'group' "
+                    "(one group per file, e.g. a language) or partition.kind = 'iid'"
+                )
+            if (
+                self.task == "causal_lm"
+                and isinstance(self.data, FileData)
+                and self.data.prompt is None
+            ):
+                raise ValueError(
+                    "causal_lm plain text has no labels to partition by: set partition.kind = "
+                    "'iid', partition.by = 'group' with data.group, or use instruction data "
+                    "(data.prompt, data.response) with a data.label column"
+                )
         if self.task == "classification" and isinstance(self.data, FileData) and self.data.prompt:
             raise ValueError(
                 "data.prompt and data.response are instruction data for task = 'causal_lm'"
@@ -232,12 +259,12 @@ def is_instruction(training: SurrogateTraining | RealTraining) -> bool:
     return not isinstance(training.data, FileData) or training.data.prompt is not None
 
 
-def _has_groups(data: SyntheticData | FileData | PubMedQAData) -> bool:
+def _has_groups(data: SyntheticData | FileData | PubMedQAData | SquadData) -> bool:
     if isinstance(data, FileData):
         return data.group is not None
     if isinstance(data, PubMedQAData):
         return data.group != "none"
-    return True  # the synthetic task has topics
+    return True  # the synthetic task has topics, squad files their groups
 
 
 Training = Annotated[SurrogateTraining | RealTraining, Field(discriminator="mode")]

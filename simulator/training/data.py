@@ -1,26 +1,30 @@
 """Data sets for real training: load, hold out a validation split, tokenise once.
 
-Sources: the embedded synthetic task, local JSONL/CSV files, and PubMedQA's native
-`ori_pqal.json`. The synthetic task is made up by this module, not natural language: short
-texts of common filler words in which a few rare keywords decide the label, with topics that
-skew both style and label. It exists so the default scenario runs offline and so token
-importance matters (a client that never sees a class's keywords cannot learn that class).
+Sources: the embedded synthetic task, local JSONL/CSV files, PubMedQA's native `ori_pqal.json`
+and SQuAD v1 JSON files (XQuAD: one file per language). The synthetic task is made up by this
+module, not natural language: short texts of common filler words in which a few rare keywords
+decide the label, with topics that skew both style and label. It exists so the default scenario
+runs offline and so token importance matters (a client that never sees a class's keywords cannot
+learn that class).
 
 Every random choice comes from the "data" seed scope (0 generation, 1 split, 3 subset), so a
-data set depends only on the spec and the root seed, and every method arm sees the same one.
-Bad input raises `DataError` naming the file, the line or record, and the fix.
+data set depends only on the spec and the root seed, and every method arm sees the same one. Bad
+input raises `DataError` naming the file, the line or record, and the fix.
 
 Instruction data (causal LM with a prompt and a response per example): JSONL/CSV with
 `data.prompt` and `data.response` columns; PubMedQA as a Fed-Med-style instruction set (question
-and contexts -> the decision word, then the long answer); the synthetic task as an instruction
-set (which keyword class does this text name -> "The answer is <class word>."). The prompt is
-wrapped in the tokenizer's chat template when it has one (else "<prompt>\nAnswer: "), the
-response ends with EOS, and only response tokens are loss targets (`Tokens.targets`). A prompt
-line that starts with "Context: " or "Abstract: " (`CONTEXT_LINE`; PubMedQA's template has one)
-is its context, the only part ever cut: when an example is longer than seq_len, the context
-loses tokens from its middle (its first and last words stay), so the instruction, the question
-and the response are kept whole. An example that does not fit even with its context gone
-raises `DataError` naming it and the seq_len it needs.
+and contexts -> the decision word, then the long answer); SQuAD files as QA instructions
+(context and question -> the first answer's text, `TextData.qa`); the synthetic task as an
+instruction set (which keyword class does this text name -> "The answer is <class word>."). The
+prompt is wrapped in the tokenizer's chat template when it has one (else "<prompt>\nAnswer: "),
+the response ends with EOS, and only response tokens are loss targets (`Tokens.targets`). A
+prompt line that starts with "Context: " or "Abstract: " (`CONTEXT_LINE`; PubMedQA's template
+has one) is its context, the only part ever cut: when an example is longer than seq_len, the
+context loses tokens from its middle (its first and last words stay), so the instruction, the
+question and the response are kept whole. On QA data the dropped block moves off the answer span
+(to just before or after it, whichever is nearer the middle) so the answer survives the cut
+whenever it fits. An example that does not fit even with its context gone raises `DataError`
+naming it and the seq_len it needs.
 """
 
 from __future__ import annotations
@@ -31,21 +35,24 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from simulator.errors import DataError, located
-from simulator.scenario import DataSpec, FileData, PubMedQAData, SyntheticData
+from simulator.scenario import DataSpec, FileData, PubMedQAData, SquadData, SyntheticData
 from simulator.seeds import rng
 from simulator.textfile import read_text
 from simulator.training.partition import largest_remainders
+
+log = logging.getLogger(__name__)
 
 TASKS = ("classification", "causal_lm")
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
@@ -101,13 +108,18 @@ class TextData:
     # per validation index, its row in the evaluation source (the eval_path file's data rows
     # from 0, else the data set's examples): what the manifest records as evaluated
     eval_rows: np.ndarray | None = None
+    # question answering (SQuAD files): responses are answer spans, scored as QA by evaluation
+    qa: bool = False
+    # QA: int64 [N, 2], each answer's [start, end) characters in its prompt, kept by truncation
+    answer_spans: np.ndarray | None = None
 
     def fingerprint(self) -> str:
-        """A stable hash of texts, prompts and labels, so equal data shares one token cache
-        entry."""
+        """A stable hash of texts, prompts, labels and answer spans, so equal data shares one
+        token cache entry."""
         digest = hashlib.sha256(json.dumps([self.texts, self.prompts]).encode())
-        if self.labels is not None:
-            digest.update(self.labels.astype("<i8").tobytes())
+        for array in (self.labels, self.answer_spans):
+            if array is not None:
+                digest.update(array.astype("<i8").tobytes())
         return digest.hexdigest()
 
 
@@ -131,6 +143,8 @@ class _Raw:
     groups: list[str] | None
     where: list[str]  # "line 17", "record 21645374"
     prompts: list[str] | None = None
+    spans: list[tuple[int, int]] | None = None  # QA: the answer's characters in the prompt
+    units: list[str] | None = None  # rows held out together (a SQuAD article)
 
 
 def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
@@ -149,21 +163,34 @@ def load_data(spec: DataSpec, task: str, seed: int) -> TextData:
         return _finish(spec, "synthetic", texts, *named, task, seed, prompts)
     raw = _read(spec, task)
     held_out = 0
-    source = str(spec.path)
+    source = _source(spec.path)
     if spec.eval_path is not None:  # appended after the training rows, held out as they are
-        _refuse_training_file(source, spec.eval_path)
+        _refuse_training_file(spec.path, spec.eval_path)
         extra = _read(spec.model_copy(update={"path": spec.eval_path}), task)
-        raw, held_out = _concat(raw, extra, f"{spec.eval_path}: "), len(extra.texts)
-    declared = PUBMEDQA_LABELS if isinstance(spec, PubMedQAData) else _declared(spec, source)
+        prefix = "" if isinstance(spec, SquadData) else f"{spec.eval_path}: "  # names its file
+        raw, held_out = _concat(raw, extra, prefix), len(extra.texts)
+    declared = _declared(spec, source)
     labels = None if raw.labels is None else _encode(raw.labels, declared, raw.where, source)
     groups = None if raw.groups is None else _encode(raw.groups, None, raw.where, source)
     named = (labels, groups, task, seed, raw.prompts, held_out)
-    return _finish(spec, source, raw.texts, *named)
+    return _finish(spec, source, raw.texts, *named, raw.units, raw.spans)
 
 
-def _refuse_training_file(path: str, eval_path: str) -> None:
-    """An eval_path that is the training file (or a byte-identical copy) would score the model
+def _source(path: str | list[str]) -> str:
+    """What messages and the manifest call the data: its file, or its files."""
+    return path if isinstance(path, str) else ", ".join(path)
+
+
+def _refuse_training_file(paths: str | list[str], eval_paths: str | list[str]) -> None:
+    """An eval_path that is a training file (or a byte-identical copy) would score the model
     on the rows it trains on; a file that cannot be read is reported when it is read."""
+    listed = [paths] if isinstance(paths, str) else paths
+    for eval_path in [eval_paths] if isinstance(eval_paths, str) else eval_paths:
+        for path in listed:
+            _refuse_same(path, eval_path)
+
+
+def _refuse_same(path: str, eval_path: str) -> None:
     try:
         same = Path(path).samefile(eval_path) or filecmp.cmp(path, eval_path, shallow=False)
     except OSError:
@@ -198,10 +225,12 @@ def _category(value: Any) -> str | None:
     return "0" if number.is_zero() else format(number.normalize(), "f")
 
 
-def _declared(spec: FileData, source: str) -> tuple[str, ...] | None:
+def _declared(spec: FileData | PubMedQAData | SquadData, source: str) -> tuple[str, ...] | None:
     """data.labels spelt as the rows' labels are (see _category); two names of one label, or
-    an empty one, are refused."""
-    if spec.labels is None:
+    an empty one, are refused. PubMedQA's are its decisions; SQuAD files have none."""
+    if isinstance(spec, PubMedQAData):
+        return PUBMEDQA_LABELS
+    if isinstance(spec, SquadData) or spec.labels is None:
         return None
     seen: dict[str, str] = {}
     for name in spec.labels:
@@ -215,16 +244,18 @@ def _declared(spec: FileData, source: str) -> tuple[str, ...] | None:
     return tuple(seen)
 
 
-def _read(spec: FileData | PubMedQAData, task: str) -> _Raw:
+def _read(spec: FileData | PubMedQAData | SquadData, task: str) -> _Raw:
     if isinstance(spec, PubMedQAData):
         return _read_pubmedqa(spec, task)
+    if isinstance(spec, SquadData):
+        return _read_squad(spec)
     return _read_file(spec, task)
 
 
 def _concat(first: _Raw, second: _Raw, prefix: str) -> _Raw:
     """The rows of two files as one, the second's locations naming its file."""
 
-    def both(a: list[str] | None, b: list[str] | None) -> list[str] | None:
+    def both(a: list[Any] | None, b: list[Any] | None) -> list[Any] | None:
         return None if a is None or b is None else a + b
 
     where = first.where + [prefix + w for w in second.where]
@@ -234,6 +265,8 @@ def _concat(first: _Raw, second: _Raw, prefix: str) -> _Raw:
         both(first.groups, second.groups),
         where,
         both(first.prompts, second.prompts),
+        both(first.spans, second.spans),
+        both(first.units, second.units),
     )
 
 
@@ -291,12 +324,15 @@ def _finish(
     seed: int,
     prompts: list[str] | None = None,
     held_out: int = 0,
+    units: list[str] | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> TextData:
     """Subset, check the labels and split: the steps every source shares. Causal LM keeps
     the labels of instruction data as metadata (to partition by), never as targets. The last
     `held_out` rows (an evaluation file) are the validation pool, and the others all train;
-    otherwise a seeded `validation` fraction is the pool. Either way the evaluated rows are
-    a seeded sample of eval_samples from the pool (`_eval_sample`), the same for every arm."""
+    otherwise a seeded `validation` fraction is the pool, whole `units` at a time when the rows
+    have them. Either way the evaluated rows are a seeded sample of eval_samples from the pool
+    (`_eval_sample`), the same for every arm. Rows with answer `spans` are QA data."""
     labels = None if task == "causal_lm" and prompts is None else labels
     n_train = len(texts) - held_out
     keep = _subset(n_train, spec.max_samples, seed)
@@ -305,7 +341,8 @@ def _finish(
         train = np.arange(keep.size - held_out)
         pool = keep.size - held_out + rng(seed, "data", 4).permutation(held_out)
     else:
-        train, pool = _split(source, spec, keep.size, seed)
+        unit_ids = None if units is None else np.unique(units, return_inverse=True)[1][keep]
+        train, pool = _split(source, spec, keep.size, seed, unit_ids)
     label_ids = None if labels is None else labels[0][keep]
     strata = {"label": label_ids, "group": None if groups is None else groups[0][keep]}
     validation = _eval_sample(source, spec, pool, strata)
@@ -322,6 +359,8 @@ def _finish(
         validation=validation,
         prompts=None if prompts is None else [prompts[i] for i in keep],
         eval_rows=keep[validation] - (n_train if held_out else 0),
+        qa=spans is not None,
+        answer_spans=None if spans is None else np.asarray(spans, np.int64).reshape(-1, 2)[keep],
     )
 
 
@@ -332,10 +371,24 @@ def _subset(n: int, max_samples: int | None, seed: int) -> np.ndarray:
     return np.sort(rng(seed, "data", 3).choice(n, size=max_samples, replace=False))
 
 
-def _split(source: str, spec: DataSpec, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    source: str, spec: DataSpec, n: int, seed: int, units: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded hold-out: the sorted training indices and the held-out pool in a seeded random
-    order; held-out examples beyond eval_samples are used by neither side."""
+    order; held-out examples beyond eval_samples are used by neither side. With `units` (a
+    unit id per example) whole units are held out, in a seeded order, until they hold at least
+    the validation fraction: a parallel corpus's translations of a held-out article never
+    train."""
     n_val = round(n * spec.validation)
+    gen = rng(seed, "data", 1)
+    perm = gen.permutation(n)
+    if units is not None and 1 <= n_val <= n - 1:
+        sizes = np.bincount(units)
+        order = gen.permutation(sizes.size)
+        taken = order[: int(np.searchsorted(np.cumsum(sizes[order]), n_val)) + 1]
+        held = np.isin(units[perm], taken)
+        perm = np.concatenate([perm[held], perm[~held]])
+        n_val = int(held.sum())
     if not 1 <= n_val <= n - 1:
         raise DataError(
             located(
@@ -347,7 +400,6 @@ def _split(source: str, spec: DataSpec, n: int, seed: int) -> tuple[np.ndarray, 
                 "at least one example on each side",
             )
         )
-    perm = rng(seed, "data", 1).permutation(n)
     return np.sort(perm[n_val:]), perm[:n_val]
 
 
@@ -635,6 +687,126 @@ def _pubmedqa_group(record: dict[str, Any], group: str) -> str:
     return str(value) if value else UNKNOWN_GROUP
 
 
+# The context is a line of its own (what truncation cuts); the question comes last, next to
+# the answer, and is never cut.
+SQUAD_PROMPT = (
+    "Answer the question with a short span copied from the context.\n"
+    "Context: {context}\nQuestion: {question}"
+)
+_SQUAD_CONTEXT_AT = SQUAD_PROMPT.index("{context}")
+_SQUAD_FIX = (
+    "give SQuAD v1 JSON: {'data': [{'title', 'paragraphs': [{'context', 'qas': [{'question', "
+    "'answers': [{'text', 'answer_start'}]}]}]}]}"
+)
+
+
+class _QA(NamedTuple):
+    """One question of a SQuAD file, as an instruction row."""
+
+    prompt: str
+    answer: str
+    span: tuple[int, int]  # the answer's characters in the prompt
+    group: str
+    unit: str  # its article
+    where: str
+
+
+def _read_squad(spec: SquadData) -> _Raw:
+    """Every question of every file, the first answer its response; the files' rows are
+    taken in turn (each file's first question, then each file's second, ...) so that any head
+    of the rows, such as the first held-out prompts that are generated, spans every group.
+    Articles are the units held out together, by title, so the translations of a held-out
+    article in a parallel set (XQuAD) are all held out."""
+    per_file = [_squad_file(Path(path), _squad_group(spec, path)) for path in spec.path]
+    rows = [row for turn in itertools.zip_longest(*per_file) for row in turn if row is not None]
+    return _Raw(
+        texts=[row.answer for row in rows],
+        labels=None,
+        groups=[row.group for row in rows],
+        where=[row.where for row in rows],
+        prompts=[row.prompt for row in rows],
+        spans=[row.span for row in rows],
+        units=[row.unit for row in rows],
+    )
+
+
+def _squad_group(spec: SquadData, path: str) -> str:
+    """A file's group: declared in data.groups by file name, else the name's last
+    dot-separated part before .json ("xquad.en.json" -> "en")."""
+    name = Path(path).name
+    if spec.groups is None:
+        return name.removesuffix(".json").rsplit(".", 1)[-1]
+    if name not in spec.groups:
+        raise DataError(
+            located(
+                path,
+                "data.groups",
+                f"names no group for the file {name!r} (it names {sorted(spec.groups)})",
+                f"add {name!r} = '<group>' to data.groups, or drop data.groups to take the "
+                "group from the file name",
+            )
+        )
+    return spec.groups[name]
+
+
+def _squad_file(path: Path, group: str) -> list[_QA]:
+    """A SQuAD v1 file's questions in file order, each checked (its answer where
+    answer_start says)."""
+    try:
+        root = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        problem = f"not valid JSON ({err.msg})"
+        raise DataError(located(path, f"line {err.lineno}", problem, _SQUAD_FIX)) from err
+    rows = []
+    articles = _squad_field(path, "", root, "data", list)
+    for a, article in enumerate(articles):
+        paragraphs = _squad_field(path, f"data[{a}]", article, "paragraphs", list)
+        title = article.get("title")
+        unit = title if isinstance(title, str) and title else f"{path.name} data[{a}]"
+        for p, paragraph in enumerate(paragraphs):
+            key = f"data[{a}].paragraphs[{p}]"
+            # one line, as a context line must be (a newline would end it); offsets unchanged
+            context = _squad_field(path, key, paragraph, "context", str).replace("\n", " ")
+            for q, qa in enumerate(_squad_field(path, key, paragraph, "qas", list)):
+                at = f"{key}.qas[{q}]"
+                question = _squad_field(path, at, qa, "question", str)
+                answer = _squad_field(path, at, qa, "answers", list)[0]
+                text = _squad_field(path, f"{at}.answers[0]", answer, "text", str)
+                start = _squad_field(path, f"{at}.answers[0]", answer, "answer_start", int)
+                if context[start : start + len(text)] != text:
+                    raise DataError(
+                        located(
+                            path,
+                            f"{at}.answers[0].answer_start",
+                            f"{start} does not point at the answer {text!r} in the context",
+                            "give the answer's character offset in the context (from 0)",
+                        )
+                    )
+                prompt = SQUAD_PROMPT.format(context=context, question=question)
+                begin = _SQUAD_CONTEXT_AT + start
+                rows.append(_QA(prompt, text, (begin, begin + len(text)), group, unit, at))
+    if not rows:
+        raise DataError(
+            located(path, "data", "holds no question", "add questions, or drop the file")
+        )
+    return [row._replace(where=f"{path.name}: {row.where}") for row in rows]
+
+
+def _squad_field(path: Path, at: str, node: Any, key: str, kind: type) -> Any:
+    """node[key], a non-empty value of the kind SQuAD v1 puts there, or a DataError naming
+    its place."""
+    value = node.get(key) if isinstance(node, dict) else None
+    right = isinstance(value, kind) and not isinstance(value, bool)
+    if right and (kind is int or value):
+        return value
+    where = f"{at}.{key}" if at else key
+    problem = "missing" if value is None else f"a {type(value).__name__} {value!r:.40}"
+    fix = _SQUAD_FIX
+    if key == "answers" and value == []:
+        problem, fix = "empty (a SQuAD v2 unanswerable question)", "remove unanswerable questions"
+    raise DataError(located(path, where, f"{problem}, expected a non-empty {kind.__name__}", fix))
+
+
 _TOKEN_CACHE: dict[tuple[str, str, int], Tokens] = {}
 
 
@@ -686,15 +858,32 @@ def _prompt_parts(tokenizer: Any, prompt: str) -> tuple[str, str, str]:
     return text[:start], text[start:end], text[end:]
 
 
-def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
-    """Prompt and response tokens side by side; only the response's are targets. A long
-    example loses the middle of its context (see the module docstring)."""
+@dataclass(frozen=True)
+class Fitted:
+    """Instruction rows fitted to seq_len, with what the fitting did to each example."""
+
+    rows: list[list[int]]  # prompt then response token ids
+    prompt_lengths: np.ndarray  # int64: prompt tokens of each row as kept
+    full_lengths: np.ndarray  # int64: prompt tokens before any cut
+    cut: np.ndarray  # bool: the context lost tokens
+    answer_kept: np.ndarray | None  # bool, QA data: the answer span is whole in the kept context
+
+
+def fit_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Fitted:
+    """Prompt and response tokens side by side, a long example's context cut (see the module
+    docstring)."""
     assert data.prompts is not None
     parts = [_prompt_parts(tokenizer, p) for p in data.prompts]
-    pieces = tokenizer([x for part in parts for x in part], add_special_tokens=False)["input_ids"]
+    spans = data.answer_spans if getattr(tokenizer, "is_fast", False) else None
+    encoded = tokenizer(
+        [x for part in parts for x in part],
+        add_special_tokens=False,
+        return_offsets_mapping=spans is not None,
+    )
+    pieces = encoded["input_ids"]
     eos = tokenizer.eos_token or ""
     responses = tokenizer([r + eos for r in data.texts], add_special_tokens=False)["input_ids"]
-    rows, lengths = [], []
+    rows, lengths, full, cut, kept = [], [], [], [], []
     for i, response in enumerate(responses):
         before, context, after = pieces[3 * i : 3 * i + 3]
         room = seq_len - len(before) - len(after) - len(response)
@@ -709,19 +898,85 @@ def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens
                     "the example",
                 )
             )
-        if len(context) > room:
-            context = context[: room - room // 2] + context[len(context) - room // 2 :]
+        answer = None
+        if spans is not None:
+            found = CONTEXT_LINE.search(data.prompts[i])
+            assert found is not None  # a QA prompt has its context line
+            answer = _token_span(encoded["offset_mapping"][3 * i + 1], spans[i] - found.start(1))
+        full.append(len(before) + len(context) + len(after))
+        cut.append(len(context) > room)
+        if cut[-1]:
+            context, whole = _cut(context, room, answer)
+            kept.append(whole)
+        else:
+            kept.append(True)
         rows.append(before + context + after + response)
         lengths.append(len(before) + len(context) + len(after))
-    input_ids, mask = _right_pad(rows, pad_id(tokenizer))
-    prompt_lengths = np.array(lengths, dtype=np.int64)
-    targets = mask & (np.arange(mask.shape[1]) >= prompt_lengths[:, None])
+    return Fitted(
+        rows,
+        np.array(lengths, np.int64),
+        np.array(full, np.int64),
+        np.array(cut, bool),
+        None if spans is None else np.array(kept, bool),
+    )
+
+
+def _token_span(offsets: list[tuple[int, int]], chars: np.ndarray) -> tuple[int, int]:
+    """The [first, last + 1) tokens of a context piece that overlap a character span."""
+    bounds = np.asarray(offsets, np.int64).reshape(-1, 2)
+    first = int(np.searchsorted(bounds[:, 1], chars[0], side="right"))
+    return first, max(int(np.searchsorted(bounds[:, 0], chars[1], side="left")), first + 1)
+
+
+def _cut(context: list[int], room: int, answer: tuple[int, int] | None) -> tuple[list[int], bool]:
+    """The context in `room` tokens, and whether the answer (if any) is whole. One block of
+    the excess is dropped from its middle; when that would cut the answer, from just before or
+    after it (the nearer the middle that fits); when no one block can spare it, the context
+    keeps a quarter of the spare room at each end and a window around the answer."""
+    excess = len(context) - room
+    start = room - room // 2  # the middle cut's first dropped token
+    if answer is None or not (start < answer[1] and answer[0] < start + excess):
+        return context[:start] + context[start + excess :], True
+    first, end = answer
+    moves = [s for s in (first - excess, end) if s >= 0 and s + excess <= len(context)]
+    if moves:
+        start = min(moves, key=lambda s: abs(s - start))
+        return context[:start] + context[start + excess :], True
+    spare = room - (end - first)
+    if spare < 0:  # the answer alone is longer than the room: the plain middle cut
+        return context[:start] + context[start + excess :], False
+    edge = spare // 4
+    window = room - 2 * edge  # the answer and the context around it
+    low = min(max(edge, first - (window - (end - first)) // 2), len(context) - edge - window)
+    head, tail = context[:edge], context[len(context) - edge :]
+    return head + context[low : low + window] + tail, True
+
+
+def _encode_instructions(data: TextData, tokenizer: Any, seq_len: int) -> Tokens:
+    """Fitted rows right-padded; only the response's tokens are targets."""
+    fitted = fit_instructions(data, tokenizer, seq_len)
+    if fitted.cut.any():
+        kept = (
+            ""
+            if fitted.answer_kept is None
+            else (f"; the answer survives in {int(fitted.answer_kept[fitted.cut].sum())} of them")
+        )
+        log.info(
+            "%s: %d of %d contexts cut to fit seq_len %d%s",
+            data.source,
+            int(fitted.cut.sum()),
+            fitted.cut.size,
+            seq_len,
+            kept,
+        )
+    input_ids, mask = _right_pad(fitted.rows, pad_id(tokenizer))
+    targets = mask & (np.arange(mask.shape[1]) >= fitted.prompt_lengths[:, None])
     return Tokens(
         torch.from_numpy(input_ids),
         torch.from_numpy(mask.astype(np.int64)),
         None,
         torch.from_numpy(targets.astype(np.int64)),
-        torch.from_numpy(prompt_lengths),
+        torch.from_numpy(fitted.prompt_lengths),
     )
 
 
