@@ -5,6 +5,7 @@ that the document matches the JSON."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from analysis.report import fmt
@@ -74,8 +75,8 @@ def headline_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     ]
     rows = []
     for study in results["studies"]:
-        for name in HEADLINE_ARMS:
-            arm = _arm(study, name)
+        for arm in (a for a in study["arms"] if a["arm"] in HEADLINE_ARMS):
+            name = arm["arm"]
             ratio, faster = arm["bytes_ratio"], arm["time_reduction_pct"]
             rows.append(
                 [
@@ -131,14 +132,20 @@ def masks_coincide(study: dict[str, Any], arm: str, other: str) -> bool:
     return all(masks.get(a, {}).get("prefix_rows", 0.0) >= PREFIX_COINCIDE for a in (arm, other))
 
 
-def control_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Fed-FSTQ minus each token control, paired by seed."""
-    head = ["comparison", "final (difference)", "difference shown", "time to target (difference)"]
+def control_rows(
+    study: dict[str, Any], clocks: Sequence[dict[str, Any]] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """Fed-FSTQ minus each token control, paired by seed: the final quality once, the time to
+    target on the study's clock and on each other clock of the same training."""
+    timed = [study, *clocks]
+    head = ["comparison", "final (difference)", "difference shown"]
+    head += [f"time to target (difference), `{s['key']}`" for s in timed]
     rows = []
     for name, d in study["controls"].items():
         arm, other = name.split(" vs ")
         said = "the masks coincide" if masks_coincide(study, arm, other) else shown(d["final"])
-        rows.append([name, value(d["final"], "", 3), said, value(d["time_to_target_s"], "s", 1)])
+        times = [value(s["controls"][name]["time_to_target_s"], "s", 1) for s in timed]
+        rows.append([name, value(d["final"], "", 3), said, *times])
     return head, rows
 
 
@@ -166,7 +173,7 @@ def claim_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "difference shown",
     ]
     rows = []
-    for study in results["studies"]:
+    for study in quality_studies(results):
         arm = _arm(study, HEADLINE_ARMS[0])
         if "compute_overhead_pct" not in arm:
             continue  # summarised before these were recorded
@@ -193,9 +200,29 @@ def token_recall_rows(recall: dict[str, Any]) -> tuple[list[str], list[list[str]
     return head, rows
 
 
+def quality_studies(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The studies that are their own quality experiment (not another clock on one)."""
+    return [s for s in results["studies"] if "clock_of" not in s]
+
+
+def clocks_of(results: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other clocks on `study`'s training: studies that replay it under another network."""
+    return [s for s in results["studies"] if s.get("clock_of", {}).get("study") == study["key"]]
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole document."""
-    lines = [*_intro(results), "## Headline: Fed-FSTQ against the paper's claims", ""]
+    lines = _intro(results)
+    if results["studies"]:
+        lines += _comparisons(results)
+    if results.get("budget"):
+        lines += budget_section(results["budget"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _comparisons(results: dict[str, Any]) -> list[str]:
+    """The headline, the claims, the token controls and one section per quality experiment."""
+    lines = ["## Headline: Fed-FSTQ against the paper's claims", ""]
     lines += table(*headline_rows(results))
     lines += [*VERDICT_TEXT, ""]
     head, rows = claim_rows(results)
@@ -211,14 +238,12 @@ def render(results: dict[str, Any]) -> str:
     lines += [_leaders(study) for study in results["studies"]]
     lines += ["", *_why(results)]
     lines += ["## Does the Fisher token proxy help?", "", *TOKEN_TEXT, ""]
-    for study in results["studies"]:
+    for study in quality_studies(results):
         lines += [f"**{study['title']}** (`{study['key']}`):", ""]
-        lines += table(*control_rows(study))
-    for study in results["studies"]:
-        lines += _study(study)
-    if results.get("budget"):
-        lines += budget_section(results["budget"])
-    return "\n".join(lines).rstrip() + "\n"
+        lines += table(*control_rows(study, clocks_of(results, study)))
+    for study in quality_studies(results):
+        lines += _study(study, clocks_of(results, study))
+    return lines
 
 
 def _rank(study: dict[str, Any], key: str) -> list[tuple[str, float]]:
@@ -287,15 +312,37 @@ def _intro(results: dict[str, Any]) -> list[str]:
         "random numbers) and then averaged. A target an arm did not reach in every seed is",
         '"not reached": nothing is extrapolated.',
         "",
-        *_cost(results),
+        *_pending(results),
+        *(_cost(results) if studies or results.get("budget") else []),
         "No CUDA GPU was lent to this project, so every run here is on CPU (see",
         "docs/BENCHMARKS.md).",
         "",
         *SETUP_TEXT,
         "",
-        *_studies_list(studies),
-        *table(*setup_rows(studies)),
+        *(_studies_list(studies) + table(*setup_rows(studies)) if studies else []),
     ]
+
+
+def _pending(results: dict[str, Any]) -> list[str]:
+    """The studies not in this document, and why: their runs on this code are not complete."""
+    pending = results.get("pending", [])
+    recall = [] if results.get("token_recall") else [RECALL_PENDING]
+    if not pending and not recall:
+        return []
+    lines = [
+        "**Not yet (re)run on this code.** A study appears below only once every seed of every",
+        "arm has finished (`make results` runs and resumes them); until then it is listed here,",
+        "and no earlier numbers stand in for it:",
+        "",
+    ]
+    lines += [f"- `{p['key']}` ({p['title']}): {p['state']}." for p in pending]
+    return [*lines, *recall, ""]
+
+
+RECALL_PENDING = (
+    "- Token Recall (`python -m studies.token_recall --out docs/results/token-recall.json`): "
+    "not yet measured on this code."
+)
 
 
 def _compact(value: Any, top: bool = True) -> str:
@@ -338,7 +385,7 @@ def _why(results: dict[str, Any]) -> list[str]:
     head = ["study", "bits / parameter, FedAvg-LoRA → Fed-FSTQ", "per-round ratio"]
     head += ["rounds to target, FedAvg-LoRA → Fed-FSTQ"]
     rows = []
-    for study in results["studies"]:
+    for study in quality_studies(results):
         base, fstq = _arm(study, "fedavg-fp16"), _arm(study, "fed-fstq")
         per_round = base["bits_per_param"] / fstq["bits_per_param"]
         rounds = (value(a["rounds_to_target"], "", 1) for a in (base, fstq))
@@ -361,8 +408,11 @@ SETUP_TEXT = [
     "with dropouts and label skew. Arms: FedAvg-LoRA fp16 (the baseline), QSGD 4-bit, Top-k with",
     "error feedback, EF-signSGD, FFA-LoRA (frozen A, fp16), Fed-FSTQ with random and with",
     "loss-based token selection (the controls: same schedule, keep ratio and quantiser),",
-    "Fed-FSTQ, and Fed-FSTQ whose byte budget follows the client's current uplink. PubMedQA",
-    "(`scenarios/pubmedqa.toml`) is the same comparison on real data at a smaller scale.",
+    "Fed-FSTQ, Fed-FSTQ without token selection, and Fed-FSTQ whose byte budget follows the",
+    "client's current uplink; the compressed arms at matched bits per parameter. The LLM",
+    "studies run `scenarios/llm-headline.toml`: SmolLM2-135M with LoRA on the synthetic",
+    "instruction task, judged by answer accuracy (each class word ranked by its",
+    "log-likelihood after the prompt), with the majority-class rate beside it.",
 ]
 
 WHY_HEAD = [
@@ -385,20 +435,20 @@ WHY_TEXT = [
     "how much of a round is upload: on the straggler tail and on the real traces a straggler's",
     "upload dominates FedAvg-LoRA's rounds, so a smaller message shortens them; on the controlled",
     "link the upload is already short and compute, which no codec changes much, dominates.",
-    "Quality trajectories are identical across the three networks for every arm but the",
-    "link-aware one: synchronous rounds with Bernoulli dropouts select, drop and train the same",
-    "clients on the same data whatever the links, so only the clock differs; the link-aware",
-    "budget is the one arm whose messages depend on the network.",
+    "Studies of one scenario under different networks are one quality experiment on several",
+    "clocks: synchronous rounds with Bernoulli dropouts select, drop and train the same clients",
+    "on the same data whatever the links (each study's section says for which arms the",
+    "evaluations are identical, as checked on the runs).",
 ]
 
 TOKEN_TEXT = [
     "Fed-FSTQ minus each control, paired by seed (the controls differ from Fed-FSTQ only in how",
     "tokens are chosen). A difference is shown only when its 95 % interval excludes zero.",
-    "`final` is the study's metric after the last round: accuracy (higher is better) for the",
-    "synthetic studies, held-out loss for PubMedQA and held-out response NLL for the LLM study",
-    "(both lower is better). Token selection changes",
-    "what a client learns from, not its message size, so times to target differ only where the",
-    "evaluation that first reaches the target differs.",
+    "`final` is the study's metric after the last round (higher is better): accuracy for the",
+    "MiniLM studies, answer accuracy for the LLM studies. The no-selection arm is Fed-FSTQ with",
+    "every token trained, so it separates the mask's effect from the codec's. Token selection",
+    "changes what a client learns from, not its message size, so times to target differ only",
+    "where the evaluation that first reaches the target differs; the times are given per clock.",
 ]
 
 CLAIM_TEXT = [
@@ -442,13 +492,56 @@ VERDICT_TEXT = [
 ]
 
 
-def _study(study: dict[str, Any]) -> list[str]:
+def clock_rows(clock: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Another clock on a quality experiment: per arm, what its network changes."""
+    head = ["arm", "seeds", "time to target", "faster than FedAvg-LoRA", "final"]
+    rows = [
+        [
+            arm["arm"],
+            arm["reached"],
+            value(arm["time_to_target_s"], "s", 1),
+            value(arm["time_reduction_pct"], "%", 1),
+            value(arm["final"], "", 3),
+        ]
+        for arm in clock["arms"]
+    ]
+    return head, rows
+
+
+def _clock(study: dict[str, Any], clock: dict[str, Any]) -> list[str]:
+    differs = clock["clock_of"]["differs"]
+    same = (
+        f"the evaluations are identical for every arm but {', '.join(differs)}, whose messages "
+        "depend on the link"
+        if differs
+        else "the evaluations are identical for every arm"
+    )
+    lines = [
+        f"**Clock: {clock['title']}** (`{clock['key']}`): the same clients, data and training",
+        f"as `{study['key']}` (replayed from the cache); {same}, so only the time differs.",
+        "",
+    ]
+    return lines + table(*clock_rows(clock))
+
+
+def _study(study: dict[str, Any], clocks: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """One quality experiment: its arms on its own clock, then its other clocks."""
     lines = [f"## {study['title']} (`{study['key']}`)", ""]
+    if clocks:
+        keys = ", ".join(f"`{c['key']}`" for c in (study, *clocks))
+        lines += [
+            f"One quality experiment on {len(clocks) + 1} clocks ({keys}): synchronous rounds",
+            "select, drop and train the same clients on the same data whatever the links.",
+            "",
+        ]
     lines += table(*study_rows(study))
+    for clock in clocks:
+        lines += _clock(study, clock)
     if study.get("masks"):
         lines += ["Token masks (masks.csv, mean over client-rounds and seeds):", ""]
         lines += table(*mask_rows(study))
-    lines += [f"![{name}](results/{name})" for name in study["figures"]]
+    figures = [name for s in (study, *clocks) for name in s["figures"]]
+    lines += [f"![{name}](results/{name})" for name in figures]
     return [*lines, ""]
 
 
