@@ -1,6 +1,6 @@
 """How long a QA scenario's prompts are per group, and what seq_len does to their contexts.
 
-    .venv/bin/python -m studies.qa_lengths scenarios/xquad.toml --out docs/results/xquad-lengths.json
+    python -m studies.qa_lengths scenarios/xquad.toml --out docs/results/xquad-lengths.json
 
 Per group (a language on XQuAD): examples, the median and 90th-percentile prompt length in
 the model's tokens before any cut (chat template included), the share of contexts cut to fit

@@ -186,14 +186,15 @@ def test_the_task_fingerprint_sees_the_training_seed_population_and_weights(
 def test_evaluations_are_keyed_by_state_settings_and_answers(write_scenario, tiny_models):
     scenario = load_scenario(write_scenario(real_scenario_dict(tiny_models["bert"])))
     flat = np.arange(4, dtype=np.float32)
-    key = eval_key("fp", scenario, ARM, flat, False)
-    assert eval_key("fp", scenario, ARM, flat.copy(), False) == key
-    assert eval_key("fp", scenario, ARM, flat + 1, False) != key
-    assert eval_key("fp", scenario, ARM, flat, True) != key
+    key = eval_key("fp", scenario, ARM, flat, False, False)
+    assert eval_key("fp", scenario, ARM, flat.copy(), False, False) == key
+    assert eval_key("fp", scenario, ARM, flat + 1, False, False) != key
+    assert eval_key("fp", scenario, ARM, flat, True, False) != key
+    assert eval_key("fp", scenario, ARM, flat, False, True) != key  # per-client evaluation
     other = load_scenario(
         write_scenario(real_scenario_dict(tiny_models["bert"])), ["evaluation.every=2"]
     )
-    assert eval_key("fp", other, ARM, flat, False) != key
+    assert eval_key("fp", other, ARM, flat, False, False) != key
 
 
 def test_the_replay_command_retimes_a_run_and_says_what_it_reused(
