@@ -18,6 +18,7 @@ from conftest import (
 
 from simulator.errors import RunDirError
 from simulator.experiment import load_resumable, prepare_out, run_scenario, verify_arms
+from simulator.recorder import SCHEMA_VERSION
 from simulator.rounds import COUNTED
 from simulator.scenario import load_scenario
 
@@ -89,7 +90,7 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     by_target = {t["target"]: t for t in summary["targets"]}
     assert by_target[0.99]["reached"] is False and by_target[0.99]["time_s"] is None
     evals = (dense / "evals.csv").read_text().splitlines()
-    assert evals[0] == "round,time_s,uplink_bytes_cum,metric,value,source"
+    assert evals[0] == "round,time_s,uplink_bytes_cum,metric,value,source,group"
     assert [line.split(",")[0] for line in evals[1:]] == ["0", "2", "4", "6", "8"]
     hit = by_target[0.5]
     if hit["reached"]:
@@ -98,7 +99,7 @@ def test_summary_targets_and_layout(write_scenario, tmp_path):
     for name in ("manifest.json", "scenario.json"):
         assert (dense / name).exists()
     manifest = json.loads((dense / "manifest.json").read_text())
-    assert manifest["schema_version"] == 3 and manifest["seed"] == 7
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["seed"] == 7
     assert "numpy" in manifest["packages"]
 
 

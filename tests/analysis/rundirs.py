@@ -96,3 +96,26 @@ def add_metric(run: Path, metric: str, first: bool = True) -> None:
             rows = list(csv.DictReader(fh))
         extra = [dict(r, metric=metric, value=float(r["value"]) + 1) for r in rows]
         write_table(path, "evals", extra + rows if first else rows + extra)
+
+
+def add_views(run: Path) -> None:
+    """Per arm (of a run or a sweep): group rows (de, NA) and the clients: summaries beside each
+    overall accuracy, and client_evals.csv for the last round."""
+    for path in run.rglob("evals.csv"):
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        extra = []
+        for row in rows:
+            value = float(row["value"])
+            shifts = {"de": 0.1, "NA": -0.1, "clients:mean": 0.0, "clients:worst10": -0.2}
+            shifts["clients:std"] = -value + 0.05
+            for group, shift in shifts.items():
+                extra.append(dict(row, group=group, value=value + shift))
+        write_table(path, "evals", rows + extra)
+        last = max(int(r["round"]) for r in rows)
+        clients = path.parent / "client_evals.csv"
+        clients.write_text(
+            "round,client,metric,value\n"
+            + "".join(f"{last},{c},accuracy,{0.2 * c}\n" for c in range(4)),
+            encoding="utf-8",
+        )

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
-from rundirs import add_metric, hand_run, hand_sweep, write_scenario
+from rundirs import add_metric, add_views, hand_run, hand_sweep, write_scenario
 
 from analysis import plots
 from simulator.errors import RunDirError, SimulatorError
@@ -20,6 +20,7 @@ from simulator.errors import RunDirError, SimulatorError
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_each_kind_writes_a_figure(tmp_path, kind, suffix):
     sweep = hand_sweep(tmp_path)
+    add_views(sweep)
     np.savez(sweep / "seed-1" / "dense" / "state-r2.npz", **{"global": np.zeros(100, np.float32)})
     out = plots.save(plots.KINDS[kind](sweep), tmp_path / f"{kind}{suffix}")
     data = out.read_bytes()

@@ -3,17 +3,15 @@ run directories without them (schema 3) read and reported as before."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pandas as pd
 import pytest
-from rundirs import hand_run, write_scenario
+from rundirs import add_views, hand_run, write_scenario
 
 from analysis import plots
 from analysis.report import compare, write_report
 from analysis.runs import find_arms, generations, load_client_evals, load_table, load_views
-from simulator.recorder import TABLES
 
 NEW_COLUMNS = {
     "evals": ("group",),
@@ -27,32 +25,6 @@ def _as_schema_3(run) -> None:
         for path in run.glob(f"*/{table}.csv"):
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
             frame.drop(columns=list(added)).to_csv(path, index=False, lineterminator="\n")
-
-
-def _add_views(run) -> None:
-    """Per arm: group rows (de, th) and the clients: summaries beside each overall accuracy,
-    and client_evals.csv for the last round."""
-    for path in run.glob("*/evals.csv"):
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        extra = []
-        for row in rows:
-            value = float(row["value"])
-            shifts = {"de": 0.1, "NA": -0.1, "clients:mean": 0.0, "clients:worst10": -0.2}
-            shifts["clients:std"] = -value + 0.05
-            for group, shift in shifts.items():
-                extra.append(dict(row, group=group, value=value + shift))
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, TABLES["evals"], lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows + extra)
-        last = max(int(r["round"]) for r in rows)
-        clients = path.parent / "client_evals.csv"
-        clients.write_text(
-            "round,client,metric,value\n"
-            + "".join(f"{last},{c},accuracy,{0.2 * c}\n" for c in range(4)),
-            encoding="utf-8",
-        )
 
 
 def test_a_schema_3_run_reads_and_reports_as_before(tmp_path):
@@ -88,7 +60,7 @@ def test_a_schema_3_run_reads_and_reports_as_before(tmp_path):
 def test_group_and_client_views_reach_the_report_and_figures(tmp_path):
     run = hand_run(tmp_path)
     write_scenario(run, ["dense", "small"])
-    _add_views(run)
+    add_views(run)
     overall = load_table(run, "evals")
     assert set(overall["group"]) == {""} and len(overall) == 6  # views stay out of the metrics
     views = load_views(run)
