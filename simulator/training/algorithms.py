@@ -6,19 +6,24 @@ its update. Named per arm (`client = "scaffold"`, `client_options = { ... }`; a 
 - `fedprox` (Li et al. 2020): the local objective is loss + μ/2·‖w − w_global‖² over the adapter
   coordinates; its gradient μ·(w − w_global) is added to each step's gradient.
 - `scaffold` (Karimireddy et al. 2020), option II: a server control variate c and one per
-  client, c_i (0 until the client first trains). Local steps use g − c_i + c; after K steps of
-  learning rate η, c_i⁺ = c_i − c + (w_global − w_local)/(K·η); the client uploads
+  client, c_i (0 until the client first trains). Local steps use g − c_i + c; the client's new
+  variate c_i⁺ is the mean of its K raw (uncorrected) step gradients; it uploads
   Δc_i = c_i⁺ − c_i beside its update and the server sets c ← c + (|S|/N)·mean(Δc_i) over the
-  |S| updates it decoded, N the population (simulator/server/control.py). Option II reuses the
-  local steps' own progress, so c_i costs no extra pass over the client's data (option I would
-  compute a full local gradient at w_global: one more forward and backward over the shard).
+  |S| updates it decoded, N the population (simulator/server/control.py). Under the paper's SGD
+  with learning rate η, w_global − w_local = η·Σ(g_k − c_i + c), so its option II formula
+  c_i − c + (w_global − w_local)/(K·η) is exactly that mean; it reuses the local steps' own
+  gradients, so c_i costs no extra pass over the client's data (option I would compute a full
+  local gradient at w_global: one more forward and backward over the shard).
 
 The correction is applied to the gradient after backward and before clipping and the local
 optimizer, which is AdamW here, not the SGD both papers analyse: AdamW rescales the corrected
 gradient per coordinate, so FedProx's μ and SCAFFOLD's drift correction act through Adam's
-normalisation, and under option II (w_global − w_local)/(K·η) is the mean Adam step per unit
-learning rate (coordinates of order 1), not a mean gradient. The diagonal Fisher a codec may
-ask for is estimated from the uncorrected gradient (it describes the data loss).
+normalisation. That is why c_i⁺ is taken from the gradients and not from the option II formula:
+under AdamW, (w_global − w_local)/(K·η) is the mean Adam step per unit learning rate
+(coordinates of order 1, not a gradient), and a correction of that size drowns the gradients
+(measured: SCAFFOLD stayed at 0.24–0.28 accuracy on scenarios/client-algorithms.toml where
+FedAvg reached 0.66). The diagonal Fisher a codec may ask for is estimated from the
+uncorrected gradient (it describes the data loss).
 
 Per-client state (c_i) travels in the job like a codec's error-feedback residual and is saved
 in every checkpoint; the server's arrays (c) are broadcast with the global adapter through the
@@ -138,29 +143,32 @@ CONTROL = "control"  # SCAFFOLD's variate: the server's c, the client's c_i (sta
 
 
 class _ScaffoldRound:
-    def __init__(
-        self, params: list[torch.Tensor], own: np.ndarray, server: np.ndarray, lr: float
-    ) -> None:
+    def __init__(self, params: list[torch.Tensor], own: np.ndarray, server: np.ndarray) -> None:
         self.params = params
         self.own = own
-        self.server = server
-        self.lr = lr
         correction = torch.from_numpy(server - own)
         sizes = [p.numel() for p in params]
         self.correction = [
             chunk.view(p.shape).to(device=p.device, dtype=p.dtype)
             for chunk, p in zip(torch.split(correction, sizes), params, strict=True)
         ]
+        self.gradient_sum = [torch.zeros(p.shape, dtype=torch.float32) for p in params]
+        self.steps = 0
 
     def correct(self) -> None:
-        """g ← g − c_i + c."""
-        for param, term in zip(self.params, self.correction, strict=True):
-            param.grad.add_(term)
+        """Add the raw gradient to the round's sum, then g ← g − c_i + c."""
+        with torch.no_grad():
+            for param, total, term in zip(
+                self.params, self.gradient_sum, self.correction, strict=True
+            ):
+                total.add_(param.grad.detach().cpu())
+                param.grad.add_(term)
+        self.steps += 1
 
     def finish(self, delta: np.ndarray, steps: int) -> tuple[Arrays, Arrays]:
-        """c_i⁺ = c_i − c + (w_global − w_local)/(K·η) = c_i − c − delta/(K·η); sends c_i⁺ − c_i."""
-        scale = np.float32(1.0 / (steps * self.lr))
-        updated = self.own - self.server - delta * scale
+        """c_i⁺ = the mean raw gradient of the round's steps; sends Δc_i = c_i⁺ − c_i."""
+        total = torch.cat([t.reshape(-1) for t in self.gradient_sum]).numpy()
+        updated = total / np.float32(self.steps)
         return {CONTROL: updated}, {CONTROL: updated - self.own}
 
 
@@ -175,7 +183,7 @@ class Scaffold(FedAvg):
         """c_i from the client's state (0 in its first round), c from the broadcast."""
         server = shared[CONTROL]
         own = state.get(CONTROL, np.zeros_like(server))
-        return _ScaffoldRound(params, own, server, lr)
+        return _ScaffoldRound(params, own, server)
 
     def server_update(self, shared: Arrays, uploads: list[Arrays], clients: int) -> Arrays:
         """c ← c + (|S|/N)·mean(Δc_i)."""

@@ -110,23 +110,33 @@ def test_scaffold_corrects_the_gradient_and_updates_its_variates_by_hand():
     server = np.array([0.5, 1.0, -1.0], np.float32)
     own = np.array([0.25, -0.5, 2.0], np.float32)
     round_ = Scaffold().begin(params, {CONTROL: own}, {CONTROL: server}, 0.1)
-    for p in params:
-        p.grad = torch.ones_like(p)
-    round_.correct()
-    grads = np.concatenate([p.grad.reshape(-1).numpy() for p in params])
-    np.testing.assert_array_equal(grads, [1.25, 2.5, -2.0])  # g − c_i + c
-    delta = np.array([0.4, -0.8, 0.2], np.float32)  # w_local − w_global after K = 4, η = 0.1
-    kept, sent = round_.finish(delta, 4)
-    # c_i⁺ = c_i − c − delta/(K·η) = c_i − c − delta/0.4
-    np.testing.assert_allclose(kept[CONTROL], [-1.25, 0.5, 2.5], rtol=1e-6)
-    np.testing.assert_allclose(sent[CONTROL], [-1.5, 1.0, 0.5], rtol=1e-6)
+    raw = [np.array([1.0, 2.0, -1.0], np.float32), np.array([3.0, 0.0, 1.0], np.float32)]
+    for gradient in raw:  # K = 2 local steps
+        for p, g in zip(params, np.split(gradient, [2]), strict=True):
+            p.grad = torch.from_numpy(g).view(p.shape).clone()
+        round_.correct()
+        grads = np.concatenate([p.grad.reshape(-1).numpy() for p in params])
+        np.testing.assert_array_equal(grads, gradient - own + server)  # g − c_i + c
+    kept, sent = round_.finish(np.zeros(3, np.float32), 2)
+    np.testing.assert_array_equal(kept[CONTROL], [2.0, 1.0, 0.0])  # the mean raw gradient
+    np.testing.assert_array_equal(sent[CONTROL], [1.75, 1.5, -2.0])  # c_i⁺ − c_i
+    # the same c_i⁺ as option II's c_i − c + (w_global − w_local)/(K·η) under plain SGD
+    lr = 0.1
+    sgd_delta = -lr * sum(g - own + server for g in raw)  # w_local − w_global
+    option_ii = own - server - sgd_delta / (2 * lr)
+    np.testing.assert_allclose(kept[CONTROL], option_ii, rtol=1e-6, atol=1e-6)
 
 
 def test_scaffold_first_round_starts_from_zero_variates():
     params = _params()
     round_ = Scaffold().begin(params, {}, {CONTROL: np.zeros(3, np.float32)}, 0.5)
-    kept, sent = round_.finish(np.array([1.0, 2.0, -3.0], np.float32), 2)
-    np.testing.assert_allclose(kept[CONTROL], [-1.0, -2.0, 3.0])  # −delta/(2·0.5)
+    for p in params:
+        p.grad = torch.full_like(p, 3.0)
+    round_.correct()
+    for p in params:  # c = c_i = 0: the gradient is unchanged
+        torch.testing.assert_close(p.grad, torch.full_like(p, 3.0), rtol=0, atol=0)
+    kept, sent = round_.finish(np.array([1.0, 2.0, -3.0], np.float32), 1)
+    np.testing.assert_array_equal(kept[CONTROL], [3.0, 3.0, 3.0])
     np.testing.assert_array_equal(kept[CONTROL], sent[CONTROL])
 
 
