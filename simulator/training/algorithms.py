@@ -153,7 +153,6 @@ class _ScaffoldRound:
             for chunk, p in zip(torch.split(correction, sizes), params, strict=True)
         ]
         self.gradient_sum = [torch.zeros(p.shape, dtype=torch.float32) for p in params]
-        self.steps = 0
 
     def correct(self) -> None:
         """Add the raw gradient to the round's sum, then g ← g − c_i + c."""
@@ -163,12 +162,11 @@ class _ScaffoldRound:
             ):
                 total.add_(param.grad.detach().cpu())
                 param.grad.add_(term)
-        self.steps += 1
 
     def finish(self, delta: np.ndarray, steps: int) -> tuple[Arrays, Arrays]:
-        """c_i⁺ = the mean raw gradient of the round's steps; sends Δc_i = c_i⁺ − c_i."""
+        """c_i⁺ = the mean raw gradient of the round's `steps`; sends Δc_i = c_i⁺ − c_i."""
         total = torch.cat([t.reshape(-1) for t in self.gradient_sum]).numpy()
-        updated = total / np.float32(self.steps)
+        updated = total / np.float32(steps)
         return {CONTROL: updated}, {CONTROL: updated - self.own}
 
 
